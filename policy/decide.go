@@ -1,0 +1,166 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Decision is what the policy says about one query.
+type Decision struct {
+	Action Action // ActionAllow when no rule applies
+	Mode   Mode
+	// Rule is the deciding rule; nil when none applies and the query goes to
+	// the upstreams.
+	Rule *Rule
+	// Domain is the suffix of the query name that the rule matched, as the
+	// query spelled it: the owner of a synthesized SOA.
+	Domain string
+}
+
+// Blocked reports whether the answer comes from the policy instead of the
+// upstreams.
+func (d Decision) Blocked() bool { return d.Action.Blocking() && d.Mode == ModeEnforce }
+
+// WouldBlock reports whether a monitor-mode rule would have blocked the query.
+func (d Decision) WouldBlock() bool { return d.Action.Blocking() && d.Mode == ModeMonitor }
+
+// Effective is the action actually answered: a monitor-mode block is
+// answered as allow.
+func (d Decision) Effective() Action {
+	if d.Mode == ModeMonitor && d.Action.Blocking() {
+		return ActionAllow
+	}
+	return d.Action
+}
+
+// Decide answers for a query of type qtype for name from client. Names are
+// compared case-insensitively, with or without the trailing dot, in the
+// presentation form miekg/dns and dig use (an escaped "\." is no label
+// boundary). Among the rules that apply to the name, type and client, the
+// one on the most specific domain wins; on the same domain, the first in the
+// file. The cost grows with the name's length, not the number of rules.
+func (p *Policy) Decide(client netip.Addr, name string, qtype uint16) Decision {
+	n := len(name)
+	if n > 0 && name[n-1] == '.' && !escaped(name, n-1) {
+		n--
+	}
+	t := p.table
+	var best Decision
+	h := uint64(fnvOffset)
+	for i := n - 1; ; i-- {
+		if i < 0 || (name[i] == '.' && !escaped(name, i)) {
+			if i+1 < n {
+				suffix := name[i+1 : n]
+				if off, ok := t.find(h, suffix); ok {
+					if r := p.firstApplying(off, i < 0, client, qtype); r != nil {
+						best = Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: name[i+1:]}
+					}
+				}
+			}
+			if i < 0 {
+				break
+			}
+		}
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h = (h ^ uint64(c)) * fnvPrime
+	}
+	return best
+}
+
+// firstApplying returns the first rule, in file order, tied to the entry at
+// off that applies to the query; apex says the entry is the whole name.
+func (p *Policy) firstApplying(off uint32, apex bool, client netip.Addr, qtype uint16) *Rule {
+	want := refBelow
+	if apex {
+		want = refApex
+	}
+	t := p.table
+	first := t.first(off)
+	if first.flags&want != 0 {
+		if r := &p.rules[first.rule]; r.applies(client, qtype) {
+			return r
+		}
+	}
+	if first.flags&refMore == 0 {
+		return nil
+	}
+	for _, x := range t.more[off] {
+		if x.flags&want != 0 {
+			if r := &p.rules[x.rule]; r.applies(client, qtype) {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// applies reports whether the rule covers the type and the client.
+func (r *Rule) applies(client netip.Addr, qtype uint16) bool {
+	if !r.types.has(qtype) {
+		return false
+	}
+	if len(r.Clients) == 0 {
+		return true
+	}
+	client = client.Unmap()
+	for _, p := range r.clients {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// escaped reports whether the byte at i is escaped by an odd number of
+// backslashes before it.
+func escaped(s string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// TestResult is the outcome of one case of a policy's tests: section.
+type TestResult struct {
+	Case     TestCase
+	Decision Decision
+	Got      Action // the action answered (monitor-mode blocks answer allow)
+	Pass     bool
+}
+
+// String describes the outcome as "file:line:col: name TYPE: ...".
+func (r TestResult) String() string {
+	c := r.Case
+	head := fmt.Sprintf("%s: %s %s", c.Pos, c.Name, TypeString(c.Type))
+	if c.Client.IsValid() {
+		head += " from " + c.Client.String()
+	}
+	got := r.Got.String()
+	if d := r.Decision; d.Rule != nil {
+		got += fmt.Sprintf(" by rule %q (line %d)", d.Rule.Name, d.Rule.Pos.Line)
+		if d.WouldBlock() {
+			got += fmt.Sprintf(", in monitor mode: would be %s", d.Action)
+		}
+	} else {
+		got += " (no rule applies)"
+	}
+	if r.Pass {
+		return fmt.Sprintf("%s: ok, %s", head, got)
+	}
+	return fmt.Sprintf("%s: expected %s, got %s", head, c.Expect, got)
+}
+
+// RunTests decides every case of the policy's tests: section offline.
+func (p *Policy) RunTests() []TestResult {
+	out := make([]TestResult, len(p.Tests))
+	for i, c := range p.Tests {
+		d := p.Decide(c.Client, c.Name, c.Type)
+		got := d.Effective()
+		out[i] = TestResult{Case: c, Decision: d, Got: got, Pass: got == c.Expect}
+	}
+	return out
+}

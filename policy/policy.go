@@ -1,0 +1,427 @@
+// Package policy reads typoguard's YAML policy file and decides, for a
+// client, a query name and a record type, what typoguard answers.
+//
+// It does no I/O of its own (list files are read through Options.ReadFile)
+// and knows nothing of the DNS wire format: a compiled Policy is immutable,
+// safe for concurrent use, and decides without allocating.
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Options control how a policy file is loaded.
+type Options struct {
+	// ReadFile reads a domains_from list; its path is already joined to the
+	// policy file's directory. Nil: a policy with domains_from is an error.
+	ReadFile func(name string) ([]byte, error)
+	// Now is the clock for exception expiry; nil means time.Now.
+	Now func() time.Time
+	// SkipExpired loads a policy whose exceptions have expired, leaving those
+	// rules out (they never apply) and reporting each as a warning, where
+	// check treats them as errors. A running resolver uses it so an expired
+	// exception stops applying instead of keeping the old policy alive.
+	SkipExpired bool
+}
+
+// Policy is a compiled, immutable policy file.
+type Policy struct {
+	Settings
+	File string // the path it was loaded from, as given
+
+	rules    []Rule
+	table    *table
+	warnings []Warning
+}
+
+// Rules returns the policy's rules in file order. The caller must not
+// modify them.
+func (p *Policy) Rules() []Rule { return p.rules }
+
+// Warnings returns what check reports about a valid policy.
+func (p *Policy) Warnings() []Warning { return p.warnings }
+
+// DomainCount returns the number of distinct domains in the policy's rules.
+func (p *Policy) DomainCount() int { return p.table.count }
+
+// Parse compiles the policy file named file whose contents are src. Every
+// problem in the file and its lists comes back together as an ErrorList.
+func Parse(file string, src []byte, opts Options) (*Policy, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	d := &decoder{file: file}
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		return nil, ErrorList{yamlSyntaxError(file, err)}
+	}
+	var doc *yaml.Node
+	if len(root.Content) > 0 {
+		doc = root.Content[0]
+	} else {
+		doc = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: 1, Column: 1}
+	}
+	settings, raws, _ := d.decodeFile(doc, now())
+	p := &Policy{Settings: settings, File: file}
+	if !p.Lookalikes.Configured() {
+		p.Lookalikes = LookalikeSettings{}
+	}
+	c := compiler{d: d, p: p, opts: opts}
+	c.compile(raws)
+	if len(d.errs) > 0 {
+		sortErrors(file, d.errs)
+		return nil, d.errs
+	}
+	c.warn()
+	return p, nil
+}
+
+// yamlSyntaxError turns yaml.v3's "yaml: line N: msg" into a positioned
+// error; yaml.v3 gives no column for syntax errors.
+func yamlSyntaxError(file string, err error) Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if _, scanErr := fmt.Sscanf(rest[:i], "%d", &line); scanErr == nil {
+				msg = strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	if line == 0 {
+		line = 1
+	}
+	return Error{Pos: Position{File: file, Line: line, Col: 1}, Msg: "YAML syntax: " + msg}
+}
+
+// compiler turns decoded rules into the policy's domain table.
+type compiler struct {
+	d    *decoder
+	p    *Policy
+	opts Options
+	// shadowed counts, per rule, the domains an earlier rule always decides.
+	shadowed []int
+	shadower []int // per rule, the index of one rule that shadows it
+}
+
+// maxListErrors bounds the errors reported for one list file.
+const maxListErrors = 50
+
+func (c *compiler) compile(raws []rawRule) {
+	d, p := c.d, c.p
+	groups := map[string]*ClientGroup{}
+	for i := range p.ClientGroups {
+		groups[p.ClientGroups[i].Name] = &p.ClientGroups[i]
+	}
+	names := map[string]Position{}
+	hint := 0
+	lists := make([][][]byte, len(raws))
+	for i := range raws {
+		r := &raws[i]
+		if first, dup := names[r.Name]; dup && r.Name != "" {
+			d.errorf(nodeAt(r.Pos), "rule name %q is already used by the rule at line %d", r.Name, first.Line)
+		} else {
+			names[r.Name] = r.Pos
+		}
+		for j, n := range r.clientNodes {
+			g, ok := groups[r.Clients[j]]
+			if !ok {
+				d.errorf(n, "clients: no client group named %q (define it under client_groups)", r.Clients[j])
+				continue
+			}
+			r.clients = append(r.clients, g.Prefixes...)
+		}
+		if r.Expired && !c.opts.SkipExpired {
+			d.errorf(nodeAt(r.Pos), "rule %q expired on %s: renew or remove the exception", r.Name, r.Expires.Format(time.DateOnly))
+		}
+		if r.Action == ActionSinkhole && !p.Answers.SinkholeIPv4.IsValid() && !p.Answers.SinkholeIPv6.IsValid() {
+			d.errorf(nodeAt(r.Pos), "rule %q: action sinkhole needs answers.sinkhole_ipv4 or answers.sinkhole_ipv6", r.Name)
+		}
+		for j, ln := range r.listNodes {
+			data, err := c.readList(r.DomainsFrom[j])
+			if err != nil {
+				d.errorf(ln, "domains_from: %v", err)
+				continue
+			}
+			lists[i] = append(lists[i], data)
+			hint += bytes.Count(data, []byte("\n")) + 1
+		}
+		hint += len(r.domainNodes)
+	}
+	p.table = newTable(hint)
+	c.shadowed = make([]int, len(raws))
+	c.shadower = make([]int, len(raws))
+	p.rules = make([]Rule, len(raws))
+	for i := range raws {
+		r := &raws[i]
+		idx := uint32(i)
+		skip := r.Expired // an expired rule never applies
+		for _, n := range r.domainNodes {
+			s := resolve(n).Value
+			name, below, err := normalizeDomain(s)
+			if err != nil {
+				d.errorf(n, "domains: %v", err)
+				continue
+			}
+			r.Domains = append(r.Domains, displayDomain(name, below))
+			if !skip {
+				c.add(r, idx, name, below)
+			} else {
+				r.DomainCount++
+			}
+		}
+		for j, data := range lists[i] {
+			c.addList(r, idx, c.listPath(r.DomainsFrom[j]), data, skip)
+		}
+		p.rules[i] = r.Rule
+	}
+}
+
+// sortErrors puts errors in file order: the policy file's first, then each
+// list file's in the order the lists were named.
+func sortErrors(file string, errs ErrorList) {
+	rank := map[string]int{file: 0}
+	for _, e := range errs {
+		if _, ok := rank[e.Pos.File]; !ok {
+			rank[e.Pos.File] = len(rank)
+		}
+	}
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, b := errs[i].Pos, errs[j].Pos
+		if rank[a.File] != rank[b.File] {
+			return rank[a.File] < rank[b.File]
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+// nodeAt makes a stand-in node for errors at a known position.
+func nodeAt(p Position) *yaml.Node { return &yaml.Node{Line: p.Line, Column: p.Col} }
+
+// listPath joins a domains_from path to the policy file's directory.
+func (c *compiler) listPath(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(filepath.Dir(c.p.File), filepath.FromSlash(path.Clean(name)))
+}
+
+func (c *compiler) readList(name string) ([]byte, error) {
+	if c.opts.ReadFile == nil {
+		return nil, fmt.Errorf("cannot read list %s here", name)
+	}
+	p := c.listPath(name)
+	data, err := c.opts.ReadFile(p)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot read %s: %w", filepath.ToSlash(p), err)
+	}
+	return data, nil
+}
+
+// add ties one normalized domain to rule r.
+func (c *compiler) add(r *rawRule, idx uint32, name string, onlyBelow bool) {
+	flags := refApex | refBelow
+	if onlyBelow {
+		flags = refBelow
+	}
+	if c.p.table.add(name, idx, flags) {
+		r.DomainCount++
+	}
+}
+
+// addList adds the domains of one list file (one domain a line, '#'
+// comments, hosts-file lines such as "0.0.0.0 name" accepted) to rule r.
+func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, skip bool) {
+	errs := 0
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		if i := bytes.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		fields := bytes.Fields(line)
+		if len(fields) > 1 || looksLikeAddr(fields[0]) {
+			if _, err := netip.ParseAddr(string(fields[0])); err != nil {
+				if errs++; errs <= maxListErrors {
+					c.listError(file, lineNo, fmt.Sprintf("want one domain, or a hosts-file line \"ADDRESS NAME...\"; got %q", line))
+				}
+				continue
+			}
+			fields = fields[1:]
+		}
+		for _, f := range fields {
+			if hostsBuiltin(f) {
+				continue
+			}
+			name, below, err := normalizeListDomain(f)
+			if err != nil {
+				if errs++; errs <= maxListErrors {
+					c.listError(file, lineNo, err.Error())
+				}
+				continue
+			}
+			if skip {
+				r.DomainCount++
+				continue
+			}
+			c.add(r, idx, name, below)
+		}
+	}
+	if errs > maxListErrors {
+		c.listError(file, lineNo, fmt.Sprintf("%d more errors in this file not shown", errs-maxListErrors))
+	}
+}
+
+func (c *compiler) listError(file string, line int, msg string) {
+	c.d.errs = append(c.d.errs, Error{Pos: Position{File: file, Line: line}, Msg: msg})
+}
+
+// looksLikeAddr reports whether a lone field is an IP address rather than a
+// domain: it holds a colon, or only digits and dots.
+func looksLikeAddr(f []byte) bool {
+	if bytes.IndexByte(f, ':') >= 0 {
+		return true
+	}
+	for _, b := range f {
+		if b != '.' && (b < '0' || b > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// hostsBuiltin reports names that hosts files map for the machine itself;
+// they are never meant as blocked domains.
+func hostsBuiltin(f []byte) bool {
+	switch string(f) {
+	case "localhost", "localhost.localdomain", "local", "broadcasthost",
+		"ip6-localhost", "ip6-loopback", "ip6-localnet", "ip6-mcastprefix",
+		"ip6-allnodes", "ip6-allrouters", "ip6-allhosts", "0.0.0.0":
+		return true
+	}
+	return false
+}
+
+// normalizeListDomain is normalizeDomain with a fast path for the plain
+// lower-case ASCII names that make up nearly every large list.
+func normalizeListDomain(f []byte) (string, bool, error) {
+	plain := len(f) > 0 && len(f) <= 253 && f[0] != '*'
+	for _, b := range f {
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '.' || b == '_') {
+			plain = false
+			break
+		}
+	}
+	if plain && !bytes.Contains(f, []byte("xn--")) {
+		name := string(bytes.TrimSuffix(f, []byte(".")))
+		if err := checkName(name); err != nil {
+			return "", false, fmt.Errorf("invalid domain %q: %v", f, err)
+		}
+		return name, false, nil
+	}
+	return normalizeDomain(string(f))
+}
+
+// warn gathers warnings about a valid policy.
+func (c *compiler) warn() {
+	p := c.p
+	c.findShadowed()
+	for i := range p.rules {
+		r := &p.rules[i]
+		switch {
+		case r.Expired:
+			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
+				Msg: fmt.Sprintf("rule %q expired on %s and is not applied", r.Name, r.Expires.Format(time.DateOnly))})
+		case r.DomainCount > 0 && c.shadowed[i] == r.DomainCount:
+			by := &p.rules[c.shadower[i]]
+			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
+				Msg: fmt.Sprintf("rule %q can never apply: an earlier rule on the same domains decides first (%q at line %d)", r.Name, by.Name, by.Pos.Line)})
+		}
+		if r.Mode == ModeMonitor && !r.Action.Blocking() {
+			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
+				Msg: fmt.Sprintf("rule %q: mode monitor has no effect on action %s", r.Name, r.Action)})
+		}
+	}
+	if len(p.rules) == 0 {
+		p.warnings = append(p.warnings, Warning{Pos: Position{File: p.File, Line: 1, Col: 1},
+			Msg: "no rules: every query is forwarded"})
+	}
+	if p.Lookalikes.Configured() {
+		p.warnings = append(p.warnings, Warning{Pos: p.Lookalikes.Pos,
+			Msg: fmt.Sprintf("lookalikes is not enforced yet: names one typo away from %s are NOT blocked by this version; list them in a rule", strings.Join(p.Lookalikes.Protect, ", "))})
+	}
+}
+
+// findShadowed counts, for every rule, the domains on which an earlier rule
+// always decides first: same domain, covering names, types and clients.
+func (c *compiler) findShadowed() {
+	t := c.p.table
+	for off := range t.more {
+		var seen []ref
+		t.refs(off, func(x ref) bool {
+			r := &c.p.rules[x.rule]
+			for _, e := range seen {
+				if c.covers(&c.p.rules[e.rule], e.flags, r, x.flags) {
+					c.shadowed[x.rule]++
+					c.shadower[x.rule] = int(e.rule)
+					break
+				}
+			}
+			seen = append(seen, x)
+			return true
+		})
+	}
+}
+
+// covers reports whether rule a (with flags fa) applies wherever rule b
+// (with flags fb) does.
+func (c *compiler) covers(a *Rule, fa uint8, b *Rule, fb uint8) bool {
+	if fb&^fa != 0 || !a.types.covers(&b.types) {
+		return false
+	}
+	if len(a.Clients) == 0 {
+		return true
+	}
+	if len(b.Clients) == 0 {
+		return false
+	}
+	for _, g := range b.Clients {
+		found := false
+		for _, h := range a.Clients {
+			found = found || g == h
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

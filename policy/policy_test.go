@@ -1,0 +1,406 @@
+package policy
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// testNow is the clock of every test here, so expiry checks do not drift.
+var testNow = func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC) }
+
+// repoReadFile reads paths relative to the repository root, so that error
+// messages name files as a user at the root would see them.
+func repoReadFile(name string) ([]byte, error) { return os.ReadFile(filepath.Join("..", name)) }
+
+func parseRepoFile(t testing.TB, name string) (*Policy, error) {
+	t.Helper()
+	src, err := repoReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Parse(name, src, Options{ReadFile: repoReadFile, Now: testNow})
+}
+
+func mustParse(t testing.TB, src string) *Policy {
+	t.Helper()
+	p, err := Parse("test.yaml", []byte(src), Options{Now: testNow})
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return p
+}
+
+func TestInvalidPoliciesGolden(t *testing.T) {
+	files, err := filepath.Glob("../testdata/invalid/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid policies found: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimPrefix(filepath.ToSlash(f), "../")
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			p, err := parseRepoFile(t, name)
+			if err == nil {
+				t.Fatalf("parsed without error: %d rules", len(p.Rules()))
+			}
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("error is %T, want ErrorList", err)
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./policy -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestEveryErrorKindReported(t *testing.T) {
+	_, err := parseRepoFile(t, "testdata/invalid/everything.yaml")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	text := err.Error()
+	for _, want := range []string{
+		"unknown key \"deny\"",     // unknown key
+		"want a whole number",      // wrong type
+		"bad duration",             // bad duration
+		"bad CIDR",                 // bad CIDR
+		"bad IP address or CIDR",   // bad IP
+		"unknown action",           // unknown action
+		"unknown mode",             // unknown mode
+		"unknown record type",      // unknown type
+		"empty label",              // invalid domain
+		"over 63",                  // label too long
+		"over 253",                 // name too long
+		"which a host name cannot", // bad character
+		"already used",             // duplicate rule name
+		"forward needs servers",    // forward without servers
+		"no client group named",    // undefined group
+		"expired on 2020-01-31",    // expired exception
+		"unknown expectation",      // tests: bad expectation
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no error containing %q in:\n%s", want, text)
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "testdata/invalid/everything.yaml:") {
+			t.Errorf("line without file:line:col: %q", line)
+		}
+	}
+}
+
+func TestExamplePolicy(t *testing.T) {
+	p, err := parseRepoFile(t, "testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tests) == 0 {
+		t.Fatal("example has no tests")
+	}
+	for _, r := range p.RunTests() {
+		if !r.Pass {
+			t.Error(r)
+		}
+	}
+	if !p.Lookalikes.Configured() || len(p.Lookalikes.Protect) != 3 {
+		t.Errorf("lookalikes = %+v", p.Lookalikes)
+	}
+	var lookalikeWarning bool
+	for _, w := range p.Warnings() {
+		lookalikeWarning = lookalikeWarning || strings.Contains(w.Msg, "not enforced yet")
+	}
+	if !lookalikeWarning {
+		t.Error("no warning that lookalikes are not enforced")
+	}
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	p, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Listen, ","); got != "127.0.0.1:5300" {
+		t.Errorf("listen = %s", got)
+	}
+	if len(p.Upstreams) != 0 {
+		t.Errorf("upstreams = %v, want none (the system's)", p.Upstreams)
+	}
+	client := netip.MustParseAddr("127.0.0.1")
+	for _, qt := range []uint16{TypeMX, TypeA, TypeAAAA, TypeANY} {
+		if d := p.Decide(client, "army.ml.", qt); !d.Blocked() || d.Action != ActionNXDomain {
+			t.Errorf("army.ml %s: %+v, want nxdomain", TypeString(qt), d)
+		}
+	}
+	if d := p.Decide(client, "army.ml.", 16); d.Blocked() {
+		t.Errorf("army.ml TXT blocked: %+v", d)
+	}
+	for _, r := range p.RunTests() {
+		if !r.Pass {
+			t.Error(r)
+		}
+	}
+}
+
+const decisionPolicy = `
+client_groups:
+  mta: [10.0.5.0/24, "fd00:5::/64"]
+answers:
+  sinkhole_ipv4: 192.0.2.25
+rules:
+  - name: ml-mx
+    domains: [ml]
+    types: [MX, ANY]
+    action: nxdomain
+  - name: ml-addresses-mta
+    domains: [ml]
+    types: [A, AAAA]
+    clients: [mta]
+    action: nxdomain
+  - name: partner
+    domains: [partner.ml]
+    action: allow
+  - name: deeper-block
+    domains: [bad.partner.ml]
+    action: refuse
+  - name: below-only
+    domains: ["*.nvy.mil"]
+    action: sinkhole
+  - name: trial
+    domains: [trial.example]
+    action: null-mx
+    mode: monitor
+  - name: unicode
+    domains: [bücher.example]
+    action: nodata
+  - name: punycode
+    domains: [xn--mnchen-3ya.example]
+    action: nodata
+  - name: corp
+    domains: [corp.internal]
+    action: forward
+    servers: [10.1.1.53]
+  - name: first-wins
+    domains: [same.example]
+    action: nxdomain
+  - name: second-loses
+    domains: [same.example]
+    types: [MX]
+    action: refuse
+`
+
+func TestDecide(t *testing.T) {
+	p := mustParse(t, decisionPolicy)
+	anyone := netip.MustParseAddr("192.168.1.10")
+	mta := netip.MustParseAddr("10.0.5.7")
+	mta6 := netip.MustParseAddr("fd00:5::25")
+	tests := []struct {
+		name   string
+		client netip.Addr
+		qname  string
+		qtype  uint16
+		rule   string // "" = no rule
+		action Action
+		domain string
+	}{
+		{"apex", anyone, "ml.", TypeMX, "ml-mx", ActionNXDomain, "ml."},
+		{"subdomain", anyone, "army.ml.", TypeMX, "ml-mx", ActionNXDomain, "ml."},
+		{"deep subdomain", anyone, "a.b.c.army.ml.", TypeANY, "ml-mx", ActionNXDomain, "ml."},
+		{"no trailing dot", anyone, "army.ml", TypeMX, "ml-mx", ActionNXDomain, "ml"},
+		{"mixed case", anyone, "ArMy.Ml.", TypeMX, "ml-mx", ActionNXDomain, "Ml."},
+		{"other type unblocked", anyone, "army.ml.", 16, "", ActionAllow, ""},
+		{"not a suffix match", anyone, "html.", TypeMX, "", ActionAllow, ""},
+		{"mil untouched", anyone, "army.mil.", TypeMX, "", ActionAllow, ""},
+		{"client group applies", mta, "mx.army.ml.", TypeA, "ml-addresses-mta", ActionNXDomain, "ml."},
+		{"client group v6", mta6, "mx.army.ml.", TypeAAAA, "ml-addresses-mta", ActionNXDomain, "ml."},
+		{"client outside group", anyone, "mx.army.ml.", TypeA, "", ActionAllow, ""},
+		{"v4-mapped client", netip.MustParseAddr("::ffff:10.0.5.7"), "mx.army.ml.", TypeA, "ml-addresses-mta", ActionNXDomain, "ml."},
+		{"allow exception", anyone, "partner.ml.", TypeMX, "partner", ActionAllow, "partner.ml."},
+		{"allow below exception", mta, "mail.partner.ml.", TypeA, "partner", ActionAllow, "partner.ml."},
+		{"deeper rule beats exception", anyone, "x.bad.partner.ml.", TypeMX, "deeper-block", ActionRefuse, "bad.partner.ml."},
+		{"star form: below", anyone, "hq.nvy.mil.", TypeA, "below-only", ActionSinkhole, "nvy.mil."},
+		{"star form: not apex", anyone, "nvy.mil.", TypeA, "", ActionAllow, ""},
+		{"monitor", anyone, "trial.example.", TypeMX, "trial", ActionNullMX, "trial.example."},
+		{"unicode rule, A-label query", anyone, "xn--bcher-kva.example.", TypeMX, "unicode", ActionNoData, "xn--bcher-kva.example."},
+		{"punycode rule", anyone, "www.XN--MNCHEN-3YA.example.", TypeA, "punycode", ActionNoData, "XN--MNCHEN-3YA.example."},
+		{"forward", anyone, "db.corp.internal.", TypeA, "corp", ActionForward, "corp.internal."},
+		{"same domain: first in file", anyone, "same.example.", TypeMX, "first-wins", ActionNXDomain, "same.example."},
+		{"escaped dot is no boundary", anyone, `evil\.army.ml.com.`, TypeMX, "", ActionAllow, ""},
+		{"escaped dot inside blocked", anyone, `a\.b.ml.`, TypeMX, "ml-mx", ActionNXDomain, "ml."},
+		{"root", anyone, ".", TypeMX, "", ActionAllow, ""},
+		{"empty", anyone, "", TypeMX, "", ActionAllow, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := p.Decide(tc.client, tc.qname, tc.qtype)
+			rule := ""
+			if d.Rule != nil {
+				rule = d.Rule.Name
+			}
+			if rule != tc.rule || d.Action != tc.action || d.Domain != tc.domain {
+				t.Errorf("Decide(%s, %q, %s) = rule %q action %s domain %q; want rule %q action %s domain %q",
+					tc.client, tc.qname, TypeString(tc.qtype), rule, d.Action, d.Domain, tc.rule, tc.action, tc.domain)
+			}
+		})
+	}
+}
+
+func TestMonitorMode(t *testing.T) {
+	p := mustParse(t, decisionPolicy)
+	d := p.Decide(netip.MustParseAddr("127.0.0.1"), "trial.example.", TypeMX)
+	if d.Blocked() || !d.WouldBlock() || d.Effective() != ActionAllow {
+		t.Errorf("monitor decision: blocked=%v wouldBlock=%v effective=%s", d.Blocked(), d.WouldBlock(), d.Effective())
+	}
+}
+
+func TestForwardServers(t *testing.T) {
+	p := mustParse(t, decisionPolicy)
+	d := p.Decide(netip.Addr{}, "x.corp.internal", TypeA)
+	if d.Rule == nil || len(d.Rule.Servers) != 1 || d.Rule.Servers[0] != "10.1.1.53:53" {
+		t.Fatalf("forward rule servers: %+v", d.Rule)
+	}
+}
+
+func TestShadowedRuleWarning(t *testing.T) {
+	p := mustParse(t, decisionPolicy)
+	var found bool
+	for _, w := range p.Warnings() {
+		if strings.Contains(w.Msg, `"second-loses" can never apply`) {
+			found = true
+		}
+		if strings.Contains(w.Msg, `"ml-addresses-mta" can never apply`) {
+			t.Errorf("false warning: %s", w)
+		}
+	}
+	if !found {
+		t.Errorf("no warning for the shadowed rule; warnings: %v", p.Warnings())
+	}
+}
+
+func TestDomainsFromList(t *testing.T) {
+	lists := map[string]string{
+		"lists/feed.txt": "# comment\nOne.Example\n\n0.0.0.0 two.example three.example # x\n::1 localhost ip6-localhost\n*.four.example\nfive.example.\n",
+	}
+	read := func(name string) ([]byte, error) {
+		if s, ok := lists[filepath.ToSlash(name)]; ok {
+			return []byte(s), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	p, err := Parse("policy.yaml", []byte("rules:\n  - name: feed\n    domains_from: [lists/feed.txt]\n    action: nxdomain\n"),
+		Options{ReadFile: read, Now: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Rules()[0].DomainCount; got != 5 {
+		t.Errorf("DomainCount = %d, want 5", got)
+	}
+	for name, blocked := range map[string]bool{
+		"one.example": true, "x.two.example": true, "three.example": true,
+		"four.example": false, "a.four.example": true, "five.example": true, "localhost": false,
+	} {
+		if got := p.Decide(netip.Addr{}, name, TypeMX).Blocked(); got != blocked {
+			t.Errorf("%s blocked = %v, want %v", name, got, blocked)
+		}
+	}
+}
+
+func TestSkipExpired(t *testing.T) {
+	src := "rules:\n  - name: ml\n    domains: [ml]\n    action: nxdomain\n  - name: old\n    domains: [partner.ml]\n    action: allow\n    expires: 2026-11-23\n"
+	if _, err := Parse("p.yaml", []byte(src), Options{Now: testNow}); err == nil || !strings.Contains(err.Error(), "p.yaml:5:5: rule \"old\" expired on 2026-11-23") {
+		t.Fatalf("err = %v", err)
+	}
+	p, err := Parse("p.yaml", []byte(src), Options{Now: testNow, SkipExpired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Decide(netip.Addr{}, "partner.ml", TypeMX); !d.Blocked() {
+		t.Errorf("expired exception still applies: %+v", d)
+	}
+	// The last day itself still holds.
+	today := strings.Replace(src, "2026-11-23", "2026-11-24", 1)
+	if _, err := Parse("p.yaml", []byte(today), Options{Now: testNow}); err != nil {
+		t.Errorf("exception on its last day: %v", err)
+	}
+}
+
+func TestRunTestsReportsFailure(t *testing.T) {
+	p := mustParse(t, "rules:\n  - name: ml\n    domains: [ml]\n    action: nxdomain\ntests:\n  - {name: army.ml, type: MX, expect: nxdomain}\n  - {name: army.ml, type: MX, expect: allow}\n")
+	res := p.RunTests()
+	if !res[0].Pass || res[1].Pass {
+		t.Fatalf("results: %v", res)
+	}
+	if got := res[1].String(); !strings.HasPrefix(got, "test.yaml:7:5: army.ml MX: expected allow, got nxdomain") {
+		t.Errorf("failure line = %q", got)
+	}
+}
+
+func TestParseType(t *testing.T) {
+	for in, want := range map[string]uint16{"MX": 15, "mx": 15, "AAAA": 28, "ANY": 255, "TYPE65": 65, "CAA": 257} {
+		if got, err := ParseType(in); err != nil || got != want {
+			t.Errorf("ParseType(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "BOGUS", "TYPE70000", "TYPE-1"} {
+		if _, err := ParseType(in); err == nil {
+			t.Errorf("ParseType(%q) succeeded", in)
+		}
+	}
+}
+
+func TestDecideDoesNotAllocate(t *testing.T) {
+	p := mustParse(t, decisionPolicy)
+	client := netip.MustParseAddr("10.0.5.7")
+	allocs := testing.AllocsPerRun(100, func() {
+		p.Decide(client, "mail.bad.partner.ML.", TypeMX)
+		p.Decide(client, "www.example.com.", TypeA)
+	})
+	if allocs != 0 {
+		t.Errorf("Decide allocates %.1f times per call", allocs)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/example.yaml", "testdata/invalid/everything.yaml", "testdata/invalid/syntax.yaml"} {
+		if src, err := repoReadFile(name); err == nil {
+			f.Add(src, "army.ml.")
+		}
+	}
+	f.Add([]byte(decisionPolicy), `a\.b.ml.`)
+	f.Add([]byte("rules: [{name: x, domains: ['*.a'], action: refuse}]"), "b.a")
+	f.Fuzz(func(t *testing.T, src []byte, qname string) {
+		p, err := Parse("fuzz.yaml", src, Options{Now: testNow, ReadFile: func(string) ([]byte, error) {
+			return []byte("a.example\n0.0.0.0 b.example\n"), nil
+		}})
+		if err != nil {
+			return
+		}
+		for _, client := range []netip.Addr{{}, netip.MustParseAddr("10.0.5.7"), netip.MustParseAddr("::1")} {
+			for _, qt := range []uint16{TypeA, TypeMX, TypeANY, 65535} {
+				d := p.Decide(client, qname, qt)
+				if d.Rule == nil && d.Action != ActionAllow {
+					t.Fatalf("no rule but action %s", d.Action)
+				}
+			}
+		}
+		p.RunTests()
+	})
+}
