@@ -51,7 +51,7 @@ func (p *Policy) Decide(client netip.Addr, name string, qtype uint16) Decision {
 		if i < 0 || (name[i] == '.' && !escaped(name, i)) {
 			if i+1 < n {
 				suffix := name[i+1 : n]
-				if off, ok := t.find(h, suffix); ok {
+				if off, ok := find(t, h, suffix); ok {
 					if r := p.firstApplying(off, i < 0, client, qtype); r != nil {
 						best = Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: name[i+1:]}
 					}

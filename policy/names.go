@@ -62,7 +62,7 @@ func normalizeDomain(s string) (name string, onlyBelow bool, err error) {
 // limits of RFC 1035 §2.3.4 and the hostname syntax of RFC 1123 §2.1
 // (letters, digits and inner hyphens; underscores allowed for service
 // labels).
-func checkName(name string) error {
+func checkName[S string | []byte](name S) error {
 	if len(name) > 253 {
 		return fmt.Errorf("name is %d octets long, over 253", len(name))
 	}
@@ -73,7 +73,7 @@ func checkName(name string) error {
 		}
 		label := name[start:i]
 		switch {
-		case label == "":
+		case len(label) == 0:
 			return fmt.Errorf("empty label")
 		case len(label) > 63:
 			return fmt.Errorf("label %q is %d octets long, over 63", label, len(label))

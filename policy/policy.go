@@ -126,7 +126,7 @@ func (c *compiler) compile(raws []rawRule) {
 		groups[p.ClientGroups[i].Name] = &p.ClientGroups[i]
 	}
 	names := map[string]Position{}
-	hint := 0
+	hint, hintBytes := 0, 0
 	lists := make([][][]byte, len(raws))
 	for i := range raws {
 		r := &raws[i]
@@ -157,10 +157,14 @@ func (c *compiler) compile(raws []rawRule) {
 			}
 			lists[i] = append(lists[i], data)
 			hint += bytes.Count(data, []byte("\n")) + 1
+			hintBytes += len(data)
 		}
 		hint += len(r.domainNodes)
 	}
 	p.table = newTable(hint)
+	// Each entry takes its name's bytes plus 6; a list line takes at least
+	// the name plus its newline, so this rarely grows and never far over.
+	p.table.entries = make([]byte, 0, hintBytes+5*hint+64)
 	c.shadowed = make([]int, len(raws))
 	c.shadower = make([]int, len(raws))
 	p.rules = make([]Rule, len(raws))
@@ -177,7 +181,7 @@ func (c *compiler) compile(raws []rawRule) {
 			}
 			r.Domains = append(r.Domains, displayDomain(name, below))
 			if !skip {
-				c.add(r, idx, name, below)
+				c.add(r, idx, []byte(name), below)
 			} else {
 				r.DomainCount++
 			}
@@ -238,7 +242,7 @@ func (c *compiler) readList(name string) ([]byte, error) {
 }
 
 // add ties one normalized domain to rule r.
-func (c *compiler) add(r *rawRule, idx uint32, name string, onlyBelow bool) {
+func (c *compiler) add(r *rawRule, idx uint32, name []byte, onlyBelow bool) {
 	flags := refApex | refBelow
 	if onlyBelow {
 		flags = refBelow
@@ -268,7 +272,10 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, ski
 		if len(line) == 0 {
 			continue
 		}
-		fields := bytes.Fields(line)
+		fields := [][]byte{line}
+		if bytes.IndexAny(line, " \t") >= 0 {
+			fields = bytes.Fields(line)
+		}
 		if len(fields) > 1 || looksLikeAddr(fields[0]) {
 			if _, err := netip.ParseAddr(string(fields[0])); err != nil {
 				if errs++; errs <= maxListErrors {
@@ -331,9 +338,10 @@ func hostsBuiltin(f []byte) bool {
 	return false
 }
 
-// normalizeListDomain is normalizeDomain with a fast path for the plain
-// lower-case ASCII names that make up nearly every large list.
-func normalizeListDomain(f []byte) (string, bool, error) {
+// normalizeListDomain is normalizeDomain with a fast path, free of
+// allocation, for the plain lower-case ASCII names that make up nearly every
+// large list. The result may share f's memory.
+func normalizeListDomain(f []byte) ([]byte, bool, error) {
 	plain := len(f) > 0 && len(f) <= 253 && f[0] != '*'
 	for _, b := range f {
 		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '.' || b == '_') {
@@ -342,13 +350,14 @@ func normalizeListDomain(f []byte) (string, bool, error) {
 		}
 	}
 	if plain && !bytes.Contains(f, []byte("xn--")) {
-		name := string(bytes.TrimSuffix(f, []byte(".")))
+		name := bytes.TrimSuffix(f, []byte("."))
 		if err := checkName(name); err != nil {
-			return "", false, fmt.Errorf("invalid domain %q: %v", f, err)
+			return nil, false, fmt.Errorf("invalid domain %q: %v", f, err)
 		}
 		return name, false, nil
 	}
-	return normalizeDomain(string(f))
+	name, below, err := normalizeDomain(string(f))
+	return []byte(name), below, err
 }
 
 // warn gathers warnings about a valid policy.

@@ -81,7 +81,7 @@ func (t *table) resize(n int) {
 
 // nameEqualFold reports whether the entry at off holds s, compared
 // ASCII-case-insensitively.
-func (t *table) nameEqualFold(off uint32, s string) bool {
+func nameEqualFold[S string | []byte](t *table, off uint32, s S) bool {
 	n := int(t.entries[off])
 	if n != len(s) {
 		return false
@@ -100,14 +100,14 @@ func (t *table) nameEqualFold(off uint32, s string) bool {
 }
 
 // find returns the offset of the entry for s, whose hash is h.
-func (t *table) find(h uint64, s string) (uint32, bool) {
+func find[S string | []byte](t *table, h uint64, s S) (uint32, bool) {
 	mask := uint64(len(t.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		slot := t.slots[i]
 		if slot == 0 {
 			return 0, false
 		}
-		if t.nameEqualFold(slot-1, s) {
+		if nameEqualFold(t, slot-1, s) {
 			return slot - 1, true
 		}
 	}
@@ -127,9 +127,9 @@ func (t *table) first(off uint32) ref {
 
 // add ties the lower-case name to rule with flags. It reports whether the
 // rule was new to the name (false when the rule named it before).
-func (t *table) add(name string, rule uint32, flags uint8) bool {
+func (t *table) add(name []byte, rule uint32, flags uint8) bool {
 	h := hashName(name)
-	if off, ok := t.find(h, name); ok {
+	if off, ok := find(t, h, name); ok {
 		f := t.flagsAt(off)
 		inline := t.first(off)
 		if inline.rule == rule {

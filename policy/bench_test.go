@@ -1,0 +1,129 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// bigList makes a list file of n distinct domains shaped like a real
+// blocklist's (one to three labels before a registrable domain).
+func bigList(n int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"mail", "login", "secure", "cdn", "track", "ads", "portal", "update", "army", "navy", "mod", "gov", "pay", "cloud"}
+	tlds := []string{"com", "net", "org", "ml", "info", "xyz", "co.uk", "top"}
+	var b bytes.Buffer
+	b.Grow(n * 28)
+	b.WriteString("# generated blocklist\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "%s-%s%d.%s\n", words[rng.IntN(len(words))], words[rng.IntN(len(words))], i, tlds[rng.IntN(len(tlds))])
+	}
+	return b.Bytes()
+}
+
+var (
+	bigOnce   sync.Once
+	bigData   []byte
+	bigPolicy = []byte("rules:\n  - name: feed\n    domains_from: [big.txt]\n    action: nxdomain\n  - name: ml\n    domains: [ml]\n    types: [MX, A, AAAA, ANY]\n    action: nxdomain\n")
+)
+
+func bigOptions() Options {
+	bigOnce.Do(func() { bigData = bigList(1_000_000) })
+	return Options{Now: testNow, ReadFile: func(string) ([]byte, error) { return bigData, nil }}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	small := mustParse(b, decisionPolicy)
+	big, err := Parse("big.yaml", bigPolicy, bigOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := netip.MustParseAddr("10.0.5.7")
+	cases := []struct {
+		name  string
+		p     *Policy
+		qname string
+	}{
+		{"10rules/blocked", small, "mail.army.ml."},
+		{"10rules/forwarded", small, "www.example.com."},
+		{"10rules/exception", small, "mx.partner.ml."},
+		{"1Mdomains/blocked", big, "secure-army500000.co.uk."},
+		{"1Mdomains/blocked-sub", big, "www.mail.secure-army500000.co.uk."},
+		{"1Mdomains/forwarded", big, "www.example.com."},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.p.Decide(client, c.qname, TypeMX)
+			}
+		})
+	}
+}
+
+// BenchmarkLoad1MDomains loads a policy whose list holds a million domains
+// and reports the heap the compiled policy keeps.
+func BenchmarkLoad1MDomains(b *testing.B) {
+	opts := bigOptions()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(bigData)))
+	var p *Policy
+	for b.Loop() {
+		var err error
+		p, err = Parse("big.yaml", bigPolicy, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	var before, after runtime.MemStats
+	p = nil
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p, _ = Parse("big.yaml", bigPolicy, opts)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MB-kept")
+	if p.DomainCount() < 1_000_000 {
+		b.Fatalf("only %d domains", p.DomainCount())
+	}
+	runtime.KeepAlive(p)
+}
+
+// TestLoad1MDomainsFromFile loads a million-domain list through the real
+// file path once, as a correctness check on the large-table path.
+func TestLoad1MDomainsFromFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large list")
+	}
+	dir := t.TempDir()
+	data := bigList(1_000_000)
+	if err := os.WriteFile(filepath.Join(dir, "big.txt"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "policy.yaml")
+	p, err := Parse(file, bigPolicy, Options{Now: testNow, ReadFile: os.ReadFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Rules()[0].DomainCount; got != 1_000_000 {
+		t.Errorf("DomainCount = %d", got)
+	}
+	if !p.Decide(netip.Addr{}, "x."+lastName(data), TypeMX).Blocked() {
+		t.Error("last domain of the list not blocked")
+	}
+	if p.Decide(netip.Addr{}, "mail-army1000001.com.", TypeMX).Blocked() {
+		t.Error("a name not in the list is blocked")
+	}
+}
+
+func lastName(list []byte) string {
+	list = bytes.TrimSpace(list)
+	return string(list[bytes.LastIndexByte(list, '\n')+1:])
+}
