@@ -1,0 +1,318 @@
+package upstream_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/resolver/resolvertest"
+	"github.com/typoguard/typoguard/resolver/upstream"
+)
+
+// testTimeout bounds exchanges expected to succeed; the servers are on
+// loopback, so hitting it means a bug.
+const testTimeout = 5 * time.Second
+
+func query(name string, qtype uint16) *dns.Msg {
+	q := new(dns.Msg)
+	q.SetQuestion(name, qtype)
+	q.SetEdns0(1232, true)
+	return q
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func pack(t *testing.T, m *dns.Msg) []byte {
+	t.Helper()
+	wire, err := m.Pack()
+	if err != nil {
+		t.Fatalf("pack %v: %v", m, err)
+	}
+	return wire
+}
+
+func TestServerExchange(t *testing.T) {
+	addr := resolvertest.NewServer(t, resolvertest.NewZone(t, "army.mil. 300 IN MX 10 mail.army.mil."))
+	s := upstream.NewServer(addr)
+	q := query("army.mil.", dns.TypeMX)
+	before := pack(t, q)
+
+	r, err := s.Exchange(testContext(t), q)
+	if err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	if r.Id != q.Id {
+		t.Errorf("reply id = %d, want the query's %d", r.Id, q.Id)
+	}
+	if len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeMX {
+		t.Errorf("answer:\n%s\nwant one MX", resolvertest.Records(r.Answer))
+	}
+	if opt := r.IsEdns0(); opt == nil || !opt.Do() {
+		t.Errorf("reply OPT = %v, want the DO bit echoed", opt)
+	}
+	if after := pack(t, q); !bytes.Equal(before, after) {
+		t.Errorf("query changed by Exchange:\n%v", q)
+	}
+	if s.Address() != addr {
+		t.Errorf("Address() = %q, want %q", s.Address(), addr)
+	}
+}
+
+func TestServerRetriesTruncatedOverTCP(t *testing.T) {
+	zone := resolvertest.NewZone(t)
+	const records = 40
+	for i := range records {
+		zone.Add(resolvertest.RR(t, fmt.Sprintf(`big.test. 300 IN TXT "a record long enough to overflow 1232 bytes: %d"`, i)))
+	}
+	var (
+		mu       sync.Mutex
+		networks []string
+	)
+	addr := resolvertest.NewServer(t, dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		mu.Lock()
+		networks = append(networks, w.RemoteAddr().Network())
+		mu.Unlock()
+		zone.ServeDNS(w, q)
+	}))
+
+	r, err := upstream.NewServer(addr).Exchange(testContext(t), query("big.test.", dns.TypeTXT))
+	if err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	if r.Truncated || len(r.Answer) != records {
+		t.Errorf("reply TC=%v with %d answers, want the full %d", r.Truncated, len(r.Answer), records)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(networks, " "); got != "udp tcp" {
+		t.Errorf("queries arrived over %q, want \"udp tcp\"", got)
+	}
+}
+
+func TestServerDropsMismatchedReplies(t *testing.T) {
+	const (
+		goodIP = "192.0.2.1"
+		badIP  = "192.0.2.66"
+	)
+	// reply answers q with ip; edit changes it into the bogus variant.
+	reply := func(t *testing.T, q *dns.Msg, ip string, edit func(*dns.Msg)) []byte {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Answer = []dns.RR{resolvertest.RR(t, q.Question[0].Name+" 300 IN A "+ip)}
+		if edit != nil {
+			edit(m)
+		}
+		return pack(t, m)
+	}
+	tests := []struct {
+		name  string
+		bogus func(t *testing.T, q *dns.Msg) []byte
+	}{
+		{name: "wrong id", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return reply(t, q, badIP, func(m *dns.Msg) { m.Id = q.Id + 1 })
+		}},
+		{name: "wrong name", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return reply(t, q, badIP, func(m *dns.Msg) { m.Question[0].Name = "army.ml." })
+		}},
+		{name: "wrong type", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return reply(t, q, badIP, func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAAAA })
+		}},
+		{name: "wrong class", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return reply(t, q, badIP, func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS })
+		}},
+		{name: "no question", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return reply(t, q, badIP, func(m *dns.Msg) { m.Question = nil })
+		}},
+		{name: "query echoed back", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return reply(t, q, badIP, func(m *dns.Msg) { m.Response = false })
+		}},
+		{name: "garbage", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return []byte("\x00\x01 this is not a DNS message")
+		}},
+		{name: "shorter than a header", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			return []byte{0x12, 0x34, 0x81}
+		}},
+		{name: "garbage with the right id", bogus: func(t *testing.T, q *dns.Msg) []byte {
+			wire := reply(t, q, badIP, nil)
+			return wire[:len(wire)-3]
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := resolvertest.NewRawServer(t, func(q *dns.Msg) [][]byte {
+				return [][]byte{tt.bogus(t, q), reply(t, q, goodIP, nil)}
+			})
+			r, err := upstream.NewServer(addr).Exchange(testContext(t), query("army.mil.", dns.TypeA))
+			if err != nil {
+				t.Fatalf("Exchange: %v", err)
+			}
+			if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != goodIP {
+				t.Errorf("accepted answer:\n%s\nwant the A %s that followed", resolvertest.Records(r.Answer), goodIP)
+			}
+		})
+	}
+}
+
+func TestServerMatchesNameCaseInsensitively(t *testing.T) {
+	addr := resolvertest.NewRawServer(t, func(q *dns.Msg) [][]byte {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Question[0].Name = strings.ToUpper(q.Question[0].Name)
+		return [][]byte{pack(t, m)}
+	})
+	if _, err := upstream.NewServer(addr).Exchange(testContext(t), query("Army.Mil.", dns.TypeA)); err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+}
+
+func TestServerNewIDAndSourcePortPerExchange(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		ids   = make(map[uint16]bool)
+		ports = make(map[int]bool)
+	)
+	zone := resolvertest.NewZone(t, "a.test. 300 IN A 192.0.2.1")
+	addr := resolvertest.NewServer(t, dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		mu.Lock()
+		ids[q.Id] = true
+		ports[w.RemoteAddr().(*net.UDPAddr).Port] = true
+		mu.Unlock()
+		zone.ServeDNS(w, q)
+	}))
+	s := upstream.NewServer(addr)
+	q := query("a.test.", dns.TypeA)
+
+	const exchanges = 20
+	for range exchanges {
+		r, err := s.Exchange(testContext(t), q)
+		if err != nil {
+			t.Fatalf("Exchange: %v", err)
+		}
+		if r.Id != q.Id {
+			t.Fatalf("reply id = %d, want the query's %d", r.Id, q.Id)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Random 16-bit values: a few may collide, but never most of them.
+	if len(ids) < exchanges/2 {
+		t.Errorf("%d exchanges used only %d distinct ids", exchanges, len(ids))
+	}
+	if len(ports) < exchanges/2 {
+		t.Errorf("%d exchanges used only %d distinct source ports", exchanges, len(ports))
+	}
+}
+
+func TestServerErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		addr     func(t testing.TB) string
+		server   func(addr string) *upstream.Server
+		ctx      func(t *testing.T) context.Context
+		q        *dns.Msg
+		wantText string // the error; ADDR stands for the server's address
+		prefix   bool   // wantText is only the start of the error
+		wantIs   error
+	}{
+		{
+			name:     "context deadline",
+			addr:     resolvertest.NewSilentServer,
+			ctx:      func(t *testing.T) context.Context { return contextWithTimeout(t, 100*time.Millisecond) },
+			wantText: "forward army.mil. MX to ADDR over udp: i/o timeout",
+			wantIs:   os.ErrDeadlineExceeded,
+		},
+		{
+			name: "server timeout",
+			addr: resolvertest.NewSilentServer,
+			server: func(addr string) *upstream.Server {
+				return &upstream.Server{Addr: addr, Timeout: 100 * time.Millisecond}
+			},
+			wantText: "forward army.mil. MX to ADDR over udp: i/o timeout",
+			wantIs:   os.ErrDeadlineExceeded,
+		},
+		{
+			name: "truncated and no tcp",
+			addr: func(t testing.TB) string {
+				return resolvertest.NewRawServer(t, func(q *dns.Msg) [][]byte {
+					m := new(dns.Msg)
+					m.SetReply(q)
+					m.Truncated = true
+					wire, err := m.Pack()
+					if err != nil {
+						t.Errorf("pack reply: %v", err)
+					}
+					return [][]byte{wire}
+				})
+			},
+			wantText: "forward army.mil. MX to ADDR over tcp: ",
+			prefix:   true,
+		},
+		{
+			name:     "two questions",
+			addr:     resolvertest.NewSilentServer,
+			q:        &dns.Msg{Question: []dns.Question{{Name: "a.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, {Name: "b.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}},
+			wantText: "forward to ADDR: query has 2 questions, want 1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := tt.addr(t)
+			s := upstream.NewServer(addr)
+			if tt.server != nil {
+				s = tt.server(addr)
+			}
+			ctx := t.Context()
+			if tt.ctx != nil {
+				ctx = tt.ctx(t)
+			}
+			q := tt.q
+			if q == nil {
+				q = query("army.mil.", dns.TypeMX)
+			}
+			r, err := s.Exchange(ctx, q)
+			if err == nil {
+				t.Fatalf("Exchange succeeded:\n%v", r)
+			}
+			want := strings.ReplaceAll(tt.wantText, "ADDR", addr)
+			if got := err.Error(); got != want && !(tt.prefix && strings.HasPrefix(got, want)) {
+				t.Errorf("error = %q, want %q", got, want)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %v is not %v", err, tt.wantIs)
+			}
+		})
+	}
+}
+
+func contextWithTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestServerCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	addr := resolvertest.NewRawServer(t, func(q *dns.Msg) [][]byte {
+		cancel() // while the exchange waits for a reply that never comes
+		return nil
+	})
+	_, err := upstream.NewServer(addr).Exchange(ctx, query("army.mil.", dns.TypeMX))
+	want := "forward army.mil. MX to " + addr + " over udp: context canceled"
+	if err == nil || err.Error() != want || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Exchange error = %v, want %q", err, want)
+	}
+}
