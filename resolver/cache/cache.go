@@ -1,0 +1,283 @@
+// Package cache keeps upstream replies for as long as their TTLs allow,
+// within configured limits, in a fixed-size LRU.
+package cache
+
+import (
+	"math"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/miekg/dns"
+)
+
+// maxServfailTTL caps how long a SERVFAIL is kept: RFC 2308 §7.1 forbids
+// more than five minutes.
+const maxServfailTTL = 5 * time.Minute
+
+// Key identifies a cached reply: the question, and the query bits that
+// change the reply.
+type Key struct {
+	// Name is the query name, compared case-insensitively; KeyOf gives it
+	// lower-case and fully qualified.
+	Name  string
+	Type  uint16
+	Class uint16
+	// DO is the query's DNSSEC OK bit (RFC 3225): replies with and without
+	// signatures are kept apart.
+	DO bool
+	// CD is the query's Checking Disabled bit (RFC 4035 §3.2.2): replies
+	// that were not validated are kept apart from those that were.
+	CD bool
+}
+
+// KeyOf returns the key of the reply to q. A q without exactly one question
+// gives a key that no reply is ever stored under.
+func KeyOf(q *dns.Msg) Key {
+	k := Key{CD: q.CheckingDisabled}
+	if opt := q.IsEdns0(); opt != nil {
+		k.DO = opt.Do()
+	}
+	if len(q.Question) == 1 {
+		qq := q.Question[0]
+		k.Name, k.Type, k.Class = dns.CanonicalName(qq.Name), qq.Qtype, qq.Qclass
+	}
+	return k
+}
+
+// Config holds the cache limits. TTLs are whole seconds on the wire, so each
+// duration counts in whole seconds, rounded down.
+type Config struct {
+	// Size is how many replies the cache holds at most; zero or less holds
+	// none.
+	Size int
+	// MinTTL and MaxTTL bound the TTL of a positive reply and of each of
+	// its records; MaxTTL wins when MinTTL is greater. A zero MaxTTL keeps
+	// no positive reply.
+	MinTTL time.Duration
+	MaxTTL time.Duration
+	// MaxNegativeTTL caps how long NXDOMAIN and NODATA replies are kept
+	// (RFC 2308 §5); zero keeps none.
+	MaxNegativeTTL time.Duration
+	// ServfailTTL is how long a SERVFAIL reply is kept, at most five
+	// minutes (RFC 2308 §7.1); zero keeps none.
+	ServfailTTL time.Duration
+}
+
+// Stats counts cache activity since the cache was made.
+type Stats struct {
+	// Hits and Misses count Get calls that found a fresh reply and that did
+	// not; an expired reply is a miss.
+	Hits   uint64
+	Misses uint64
+	// Evictions counts replies pushed out to make room for others.
+	Evictions uint64
+	// Entries is how many replies the cache holds now, expired ones
+	// included until they are looked up or pushed out.
+	Entries int
+}
+
+// Cache is a fixed-size LRU of upstream replies, each kept until its TTL runs
+// out (RFC 1035 §7.4, RFC 2308). It holds copies: a message passed to Set or
+// returned by Get is the caller's to change. A Cache is safe for concurrent
+// use.
+type Cache struct {
+	cfg     Config
+	now     func() time.Time
+	entries *lru.Cache[Key, *entry] // nil when cfg.Size holds nothing
+
+	hits      atomic.Uint64
+	misses    atomic.Uint64
+	evictions atomic.Uint64
+}
+
+// entry is one stored reply. Neither it nor its message is changed once
+// stored, so many Gets may copy it at once.
+type entry struct {
+	msg    *dns.Msg
+	stored time.Time
+	ttl    time.Duration // whole seconds
+}
+
+// New returns an empty cache with the limits in cfg, reading the time from
+// now, or from time.Now when now is nil.
+func New(cfg Config, now func() time.Time) *Cache {
+	if now == nil {
+		now = time.Now
+	}
+	c := &Cache{cfg: cfg, now: now}
+	if cfg.Size > 0 {
+		// lru.New fails only for a size below one.
+		c.entries, _ = lru.New[Key, *entry](cfg.Size)
+	}
+	return c
+}
+
+// Get returns a copy of the reply stored under k, its record TTLs reduced by
+// the whole seconds since it was stored, and whether there was a fresh one.
+// The reply's Id and question are the upstream's: set them from the query
+// being answered.
+func (c *Cache) Get(k Key) (*dns.Msg, bool) {
+	if c.entries == nil {
+		c.misses.Add(1)
+		return nil, false
+	}
+	k.Name = dns.CanonicalName(k.Name)
+	e, ok := c.entries.Get(k)
+	if !ok {
+		c.misses.Add(1)
+		return nil, false
+	}
+	age := max(c.now().Sub(e.stored), 0)
+	if age >= e.ttl {
+		// Another Set may have replaced e since the Get; keep that one.
+		if cur, ok := c.entries.Peek(k); ok && cur == e {
+			c.entries.Remove(k)
+		}
+		c.misses.Add(1)
+		return nil, false
+	}
+	m := e.msg.Copy()
+	elapsed := uint32(age / time.Second)
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range section {
+			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
+				h.Ttl -= min(h.Ttl, elapsed)
+			}
+		}
+	}
+	c.hits.Add(1)
+	return m, true
+}
+
+// Set stores a copy of m, the upstream's reply to the question in k, for as
+// long as its kind and TTLs allow, replacing any reply stored under k. It
+// does not store a truncated reply, a reply to another question, or one
+// whose TTL comes to zero. The OPT record is not stored: it belongs to the
+// exchange, not to the data.
+func (c *Cache) Set(k Key, m *dns.Msg) {
+	if c.entries == nil || m.Truncated || !answers(m, k) {
+		return
+	}
+	var (
+		ttl    time.Duration
+		setTTL func(uint32) uint32 // the TTL stored for a record's TTL
+	)
+	switch {
+	case m.Rcode == dns.RcodeSuccess && len(m.Answer) > 0:
+		lo, hi := seconds(c.cfg.MinTTL), seconds(c.cfg.MaxTTL)
+		setTTL = func(t uint32) uint32 { return min(max(t, lo), hi) }
+		ttl = time.Duration(setTTL(minTTL(m))) * time.Second
+	case m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError:
+		neg := min(negativeTTL(m), seconds(c.cfg.MaxNegativeTTL))
+		setTTL = func(uint32) uint32 { return neg }
+		ttl = time.Duration(neg) * time.Second
+	case m.Rcode == dns.RcodeServerFailure:
+		sf := seconds(min(c.cfg.ServfailTTL, maxServfailTTL))
+		setTTL = func(t uint32) uint32 { return min(t, sf) }
+		ttl = time.Duration(sf) * time.Second
+	}
+	if ttl <= 0 {
+		return
+	}
+
+	stored := m.Copy()
+	stored.Extra = withoutOPT(stored.Extra)
+	for _, section := range [][]dns.RR{stored.Answer, stored.Ns, stored.Extra} {
+		for _, rr := range section {
+			h := rr.Header()
+			h.Ttl = setTTL(wireTTL(h.Ttl))
+		}
+	}
+	k.Name = dns.CanonicalName(k.Name)
+	if c.entries.Add(k, &entry{msg: stored, stored: c.now(), ttl: ttl}) {
+		c.evictions.Add(1)
+	}
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		Hits:      c.hits.Load(),
+		Misses:    c.misses.Load(),
+		Evictions: c.evictions.Load(),
+	}
+	if c.entries != nil {
+		s.Entries = c.entries.Len()
+	}
+	return s
+}
+
+// answers reports whether m's question is the one k was made from.
+func answers(m *dns.Msg, k Key) bool {
+	if len(m.Question) != 1 {
+		return false
+	}
+	qq := m.Question[0]
+	return qq.Qtype == k.Type && qq.Qclass == k.Class && strings.EqualFold(dns.Fqdn(qq.Name), dns.Fqdn(k.Name))
+}
+
+// minTTL returns the least TTL of m's records, OPT aside.
+func minTTL(m *dns.Msg) uint32 {
+	least := uint32(math.MaxInt32)
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range section {
+			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
+				least = min(least, wireTTL(h.Ttl))
+			}
+		}
+	}
+	return least
+}
+
+// negativeTTL returns how long the negative reply m may be kept: the least
+// of its SOA's TTL and MINIMUM field (RFC 2308 §5), and of the TTL of every
+// other record in it, so no CNAME or NSEC is served past its own TTL. It
+// returns zero when m's authority section has no SOA: such a reply must not
+// be cached (RFC 2308 §5).
+func negativeTTL(m *dns.Msg) uint32 {
+	hasSOA := false
+	least := minTTL(m)
+	for _, rr := range m.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			hasSOA = true
+			least = min(least, wireTTL(soa.Minttl))
+		}
+	}
+	if !hasSOA {
+		return 0
+	}
+	return least
+}
+
+// wireTTL returns the TTL a resolver may use for ttl: values with the top bit
+// set count as zero (RFC 2181 §8).
+func wireTTL(ttl uint32) uint32 {
+	if ttl > math.MaxInt32 {
+		return 0
+	}
+	return ttl
+}
+
+// seconds returns d in whole seconds as a TTL, zero for a negative d.
+func seconds(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32(min(d/time.Second, math.MaxInt32))
+}
+
+// withoutOPT returns extra without its OPT records, reusing its array.
+func withoutOPT(extra []dns.RR) []dns.RR {
+	kept := extra[:0]
+	for _, rr := range extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			kept = append(kept, rr)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return kept
+}
