@@ -1,0 +1,118 @@
+// Command typoguard is a caching DNS forwarder that makes mail to lookalike
+// domains fail closed.
+//
+//	typoguard [serve] [-config FILE] [-listen ADDR]...
+//	typoguard check -config FILE
+//	typoguard explain -config FILE [-client IP] NAME [TYPE]
+//	typoguard test -config FILE
+//	typoguard lookalikes DOMAIN...
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/typoguard/typoguard/policy"
+)
+
+const usage = `typoguard: a DNS resolver that makes mail to lookalike domains fail closed
+
+usage:
+  typoguard [serve] [-config FILE] [-listen ADDR]...   run the resolver (no -config: the embedded default on 127.0.0.1:5300)
+  typoguard check -config FILE                         validate a policy; summary, warnings, every error
+  typoguard explain -config FILE [-client IP] NAME [TYPE]
+                                                       which rule decides a query, and the exact answer
+  typoguard test -config FILE                          run the policy's tests: offline
+  typoguard lookalikes DOMAIN...                       the lookalikes typoguard would block (not built yet)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit code: 0 success,
+// 1 a failed check or test or a serve error, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "explain":
+		return explain(args, stdout, stderr)
+	case "test":
+		return runTests(args, stdout, stderr)
+	case "lookalikes":
+		return lookalikes(args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "typoguard: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// loadPolicy compiles the policy file at path, or the embedded default when
+// path is empty. List files are read relative to the policy file.
+func loadPolicy(path string, skipExpired bool) (*policy.Policy, error) {
+	if path == "" {
+		return policy.Parse(policy.DefaultFile, policy.DefaultSource(), policy.Options{SkipExpired: skipExpired})
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	return policy.Parse(path, src, policy.Options{ReadFile: os.ReadFile, SkipExpired: skipExpired})
+}
+
+// printLoadError prints a policy's errors one per line, as file:line:col.
+func printLoadError(w io.Writer, err error) {
+	if list, ok := err.(policy.ErrorList); ok {
+		for _, e := range list {
+			fmt.Fprintln(w, e.Error())
+		}
+		noun := "errors"
+		if len(list) == 1 {
+			noun = "error"
+		}
+		fmt.Fprintf(w, "%d %s\n", len(list), noun)
+		return
+	}
+	fmt.Fprintln(w, "typoguard:", err)
+}
+
+func lookalikes(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "typoguard lookalikes: not available yet: lookalike detection is not built in this version.")
+	fmt.Fprintln(stderr, "lookalikes.protect in a policy is parsed and validated, but NOT enforced; list lookalike domains in a rule instead.")
+	return 2
+}

@@ -1,0 +1,164 @@
+package resolver
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/policy"
+)
+
+// ednsSize is the UDP payload size typoguard offers clients and asks of
+// upstreams: the DNS Flag Day 2020 value that avoids IP fragmentation.
+const ednsSize = 1232
+
+// soaNS and soaMbox name typoguard in the SOA of synthesized answers; under
+// .invalid (RFC 6761) they can never collide with a real zone.
+const (
+	soaNS   = "blocked.typoguard.invalid."
+	soaMbox = "hostmaster.typoguard.invalid."
+)
+
+// Synthesize builds the answer that the policy decision d (a blocking
+// action) gives to req, per DESIGN.md's action table: an SOA for d.Domain in
+// the authority section of every negative answer (RFC 2308 §3), the
+// configured TTL, and an Extended DNS Error naming the rule when the client
+// sent EDNS (RFC 8914). The server and `typoguard explain` both use it, so
+// explain shows exactly what would be sent.
+func Synthesize(req *dns.Msg, d policy.Decision, a policy.AnswerSettings) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = false
+	m.RecursionAvailable = true
+	q := req.Question[0]
+	ttl := ttlSeconds(a.TTL)
+	owner := strings.ToLower(dns.Fqdn(d.Domain))
+	switch d.Action {
+	case policy.ActionNXDomain:
+		m.Rcode = dns.RcodeNameError
+	case policy.ActionRefuse:
+		m.Rcode = dns.RcodeRefused
+	case policy.ActionNullMX:
+		if q.Qtype == dns.TypeMX {
+			// RFC 7505 §3: a single MX with preference 0 and exchange ".".
+			m.Answer = []dns.RR{&dns.MX{Hdr: hdr(q.Name, dns.TypeMX, ttl), Preference: 0, Mx: "."}}
+		}
+	case policy.ActionSinkhole:
+		m.Answer, m.Extra = sinkholeRecords(q.Name, q.Qtype, ttl, a)
+	}
+	if m.Rcode != dns.RcodeRefused && len(m.Answer) == 0 {
+		m.Ns = []dns.RR{negativeSOA(owner, ttl)}
+	}
+	if opt := req.IsEdns0(); opt != nil {
+		code := dns.ExtendedErrorCodeBlocked
+		if d.Action == policy.ActionRefuse {
+			code = dns.ExtendedErrorCodeProhibited
+		}
+		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: code, ExtraText: ruleText(d)}))
+	}
+	return m
+}
+
+// ruleText names the deciding rule for the EDE text and logs.
+func ruleText(d policy.Decision) string {
+	if d.Rule == nil {
+		return "typoguard"
+	}
+	return fmt.Sprintf("typoguard rule %q (%s)", d.Rule.Name, d.Action)
+}
+
+// sinkholeRecords answers MX with the sinkhole exchange and its addresses,
+// and A/AAAA with the sinkhole address; other types get nothing.
+func sinkholeRecords(name string, qtype uint16, ttl uint32, a policy.AnswerSettings) (answer, extra []dns.RR) {
+	addrs := func(owner string, want uint16) []dns.RR {
+		var rrs []dns.RR
+		if a.SinkholeIPv4.IsValid() && (want == dns.TypeA || want == dns.TypeANY) {
+			rrs = append(rrs, &dns.A{Hdr: hdr(owner, dns.TypeA, ttl), A: net.IP(a.SinkholeIPv4.AsSlice())})
+		}
+		if a.SinkholeIPv6.IsValid() && (want == dns.TypeAAAA || want == dns.TypeANY) {
+			rrs = append(rrs, &dns.AAAA{Hdr: hdr(owner, dns.TypeAAAA, ttl), AAAA: net.IP(a.SinkholeIPv6.AsSlice())})
+		}
+		return rrs
+	}
+	switch qtype {
+	case dns.TypeMX:
+		return []dns.RR{&dns.MX{Hdr: hdr(name, dns.TypeMX, ttl), Preference: 10, Mx: a.SinkholeMX}},
+			addrs(a.SinkholeMX, dns.TypeANY)
+	case dns.TypeA, dns.TypeAAAA:
+		return addrs(name, qtype), nil
+	}
+	return nil, nil
+}
+
+// sinkholeHostAnswer answers A and AAAA queries for the sinkhole exchange
+// itself, so that a mail server following the sinkhole MX reaches the
+// sinkhole address whatever the upstreams know of that name.
+func sinkholeHostAnswer(req *dns.Msg, a policy.AnswerSettings) (*dns.Msg, bool) {
+	q := req.Question[0]
+	if a.SinkholeMX == "" || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) || !strings.EqualFold(dns.Fqdn(q.Name), a.SinkholeMX) {
+		return nil, false
+	}
+	if (q.Qtype == dns.TypeA && !a.SinkholeIPv4.IsValid()) || (q.Qtype == dns.TypeAAAA && !a.SinkholeIPv6.IsValid()) {
+		return nil, false
+	}
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	m.Answer, _ = sinkholeRecords(q.Name, q.Qtype, ttlSeconds(a.TTL), a)
+	if opt := req.IsEdns0(); opt != nil {
+		m.Extra = append(m.Extra, replyOPT(opt.Do()))
+	}
+	return m, true
+}
+
+// negativeSOA is the SOA of a synthesized negative answer; its MINIMUM and
+// TTL are equal, so caches keep the answer for exactly ttl (RFC 2308 §5).
+func negativeSOA(owner string, ttl uint32) *dns.SOA {
+	return &dns.SOA{
+		Hdr:     hdr(owner, dns.TypeSOA, ttl),
+		Ns:      soaNS,
+		Mbox:    soaMbox,
+		Serial:  1,
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  ttl,
+	}
+}
+
+func hdr(name string, rrtype uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl}
+}
+
+func ttlSeconds(d time.Duration) uint32 {
+	s := d / time.Second
+	if s > 0x7fffffff {
+		s = 0x7fffffff
+	}
+	return uint32(s)
+}
+
+// replyOPT is the OPT record of a reply: typoguard's UDP size, the client's
+// DO bit, and the given options.
+func replyOPT(do bool, opts ...dns.EDNS0) *dns.OPT {
+	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	o.SetUDPSize(ednsSize)
+	o.SetDo(do)
+	o.Option = opts
+	return o
+}
+
+// errorReply is a reply with rcode and, when the client sent EDNS, an
+// Extended DNS Error.
+func errorReply(req *dns.Msg, rcode int, ede uint16, text string) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.RecursionAvailable = true
+	if opt := req.IsEdns0(); opt != nil {
+		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: ede, ExtraText: text}))
+	}
+	return m
+}

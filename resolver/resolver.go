@@ -1,0 +1,429 @@
+// Package resolver is typoguard's DNS server: it accepts queries, applies
+// the client ACL and the policy, answers blocked names from policy, and
+// forwards the rest through a cache to the upstream resolvers, inspecting
+// what comes back.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver/cache"
+	"github.com/typoguard/typoguard/resolver/upstream"
+)
+
+// Reason says why a reply is what it is.
+type Reason uint8
+
+// The reasons a reply can have.
+const (
+	ReasonResolved  Reason = iota // forwarded to an upstream
+	ReasonCached                  // served from the cache
+	ReasonBlocked                 // synthesized from the policy
+	ReasonLocal                   // answered by typoguard itself (sinkhole host)
+	ReasonRefused                 // client outside the ACL
+	ReasonFailed                  // every upstream failed: SERVFAIL
+	ReasonMalformed               // not a query typoguard can answer: FORMERR
+)
+
+var reasonNames = [...]string{"resolved", "cached", "blocked", "local", "refused", "failed", "malformed"}
+
+// String names the reason for logs.
+func (r Reason) String() string { return reasonNames[r] }
+
+// Result is a reply and why it is so. Only the server's outermost handler
+// writes it to the client.
+type Result struct {
+	Msg      *dns.Msg
+	Reason   Reason
+	Decision policy.Decision // the deciding rule, also for would-blocks
+	// Inspected names the record that led into a blocked name, when the
+	// upstream answer was replaced for it.
+	Inspected string
+}
+
+// Config is what a Server needs besides its policy.
+type Config struct {
+	Logger *slog.Logger // nil: discard
+	// SystemUpstreams are used when the policy names no upstreams (the
+	// nameservers of /etc/resolv.conf).
+	SystemUpstreams []string
+	Now             func() time.Time // nil: time.Now
+}
+
+// Server answers DNS queries under a policy that can be swapped while it
+// serves. It is a dns.Handler.
+type Server struct {
+	log   *slog.Logger
+	now   func() time.Time
+	sys   []string
+	state atomic.Pointer[snapshot]
+	// cacheMu guards replacing the cache when a reload changes its settings.
+	cacheMu sync.Mutex
+	flight  singleflight.Group
+
+	serversMu sync.Mutex // guards servers
+	servers   []*dns.Server
+	inflight  sync.WaitGroup
+	panics    atomic.Uint64
+}
+
+// snapshot is everything one query reads, swapped whole on reload.
+type snapshot struct {
+	policy   *policy.Policy
+	cache    *cache.Cache // nil: caching off
+	upstream upstream.Exchanger
+	forward  map[*policy.Rule]upstream.Exchanger // per forward rule
+}
+
+// New makes a server for the compiled policy p.
+func New(p *policy.Policy, cfg Config) (*Server, error) {
+	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.Reload(p); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload swaps in a new compiled policy. Queries already running finish
+// under the old one; the cache is kept unless its settings changed.
+func (s *Server) Reload(p *policy.Policy) error {
+	addrs := p.Upstreams
+	if len(addrs) == 0 {
+		addrs = s.sys
+	}
+	if len(addrs) == 0 {
+		return errors.New("no upstreams: the policy names none and the system has no nameservers")
+	}
+	snap := &snapshot{
+		policy:   p,
+		upstream: newGroup(addrs, p.UpstreamTimeout),
+		forward:  map[*policy.Rule]upstream.Exchanger{},
+	}
+	rules := p.Rules()
+	for i := range rules {
+		if r := &rules[i]; r.Action == policy.ActionForward {
+			snap.forward[r] = newGroup(r.Servers, p.UpstreamTimeout)
+		}
+	}
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if old := s.state.Load(); old != nil && old.policy.Cache == p.Cache {
+		snap.cache = old.cache
+	} else if p.Cache.Size > 0 {
+		snap.cache = cache.New(cache.Config{
+			Size:           p.Cache.Size,
+			MinTTL:         p.Cache.MinTTL,
+			MaxTTL:         p.Cache.MaxTTL,
+			MaxNegativeTTL: p.Cache.MaxNegativeTTL,
+			ServfailTTL:    p.Cache.ServfailTTL,
+		}, s.now)
+	}
+	s.state.Store(snap)
+	return nil
+}
+
+// Policy returns the policy now in force.
+func (s *Server) Policy() *policy.Policy { return s.state.Load().policy }
+
+func newGroup(addrs []string, timeout time.Duration) *upstream.Group {
+	g := &upstream.Group{Timeout: timeout}
+	for _, a := range addrs {
+		g.Servers = append(g.Servers, upstream.NewServer(a))
+	}
+	return g
+}
+
+// ServeDNS answers one query: it resolves it, shapes the reply for the
+// transport and writes it. A panic while resolving answers SERVFAIL.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	client := addrOf(w.RemoteAddr())
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	var res Result
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				s.panics.Add(1)
+				s.log.Error("panic while answering a query; answered SERVFAIL",
+					"client", client.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				res = Result{Msg: errorReply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "internal error"), Reason: ReasonFailed}
+			}
+		}()
+		res = s.Resolve(context.Background(), client, req)
+	}()
+	reply := finish(req, res.Msg, udp)
+	if err := w.WriteMsg(reply); err != nil {
+		s.log.Debug("write reply", "client", client.String(), "err", err)
+	}
+}
+
+// Resolve decides the reply to req from client: accept → ACL → policy →
+// cache → forward → inspect. It never writes to the client.
+func (s *Server) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) Result {
+	snap := s.state.Load()
+	p := snap.policy
+	if res, ok := checkQuery(req); !ok {
+		return res
+	}
+	if !allowed(p.ACLAllow, client) {
+		return Result{Msg: errorReply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "client not allowed by typoguard acl"), Reason: ReasonRefused}
+	}
+	q := req.Question[0]
+	res, answered := PolicyAnswer(p, client, req)
+	d := res.Decision
+	if answered {
+		if res.Reason == ReasonBlocked {
+			s.audit(client, q, d, "", false)
+		}
+		return res
+	}
+	if d.WouldBlock() {
+		s.audit(client, q, d, "", false)
+	}
+	reply, reason := s.lookup(ctx, snap, req, d)
+	if reply.Rcode == dns.RcodeServerFailure {
+		return Result{Msg: reply, Reason: ReasonFailed, Decision: d}
+	}
+	if bd, via, found := inspect(p, client, q, reply); found {
+		s.audit(client, q, bd, via, reason == ReasonCached)
+		if bd.Blocked() {
+			bd.Domain = q.Name
+			return Result{Msg: Synthesize(req, bd, p.Answers), Reason: ReasonBlocked, Decision: bd, Inspected: via}
+		}
+	}
+	return Result{Msg: reply, Reason: reason, Decision: d}
+}
+
+// PolicyAnswer is the answer the policy alone gives to req from client: a
+// synthesized answer for a blocked name, or the sinkhole exchange's
+// addresses. It reports false when the query goes on to the cache and the
+// upstreams. The decision is in the result either way.
+func PolicyAnswer(p *policy.Policy, client netip.Addr, req *dns.Msg) (Result, bool) {
+	q := req.Question[0]
+	d := p.Decide(client, q.Name, q.Qtype)
+	if d.Blocked() {
+		return Result{Msg: Synthesize(req, d, p.Answers), Reason: ReasonBlocked, Decision: d}, true
+	}
+	if m, ok := sinkholeHostAnswer(req, p.Answers); ok {
+		return Result{Msg: m, Reason: ReasonLocal, Decision: d}, true
+	}
+	return Result{Decision: d}, false
+}
+
+// Shape prepares a reply as the server would send it to req: over UDP when
+// udp is true (cut to the client's buffer), else over TCP.
+func Shape(req, m *dns.Msg, udp bool) *dns.Msg { return finish(req, m, udp) }
+
+// checkQuery accepts only a query with exactly one question; the server's
+// MsgAcceptFunc rejects the rest before unpacking, this guards direct calls.
+func checkQuery(req *dns.Msg) (Result, bool) {
+	if req.Response || req.Opcode != dns.OpcodeQuery {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeNotImplemented)
+		m.Question = nil
+		return Result{Msg: m, Reason: ReasonMalformed}, false
+	}
+	if len(req.Question) != 1 {
+		m := new(dns.Msg)
+		m.SetRcodeFormatError(req)
+		return Result{Msg: m, Reason: ReasonMalformed}, false
+	}
+	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
+		// RFC 6891 §6.1.3: an unsupported EDNS version gets BADVERS.
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeBadVers)
+		m.SetEdns0(ednsSize, opt.Do())
+		return Result{Msg: m, Reason: ReasonMalformed}, false
+	}
+	return Result{}, true
+}
+
+func allowed(acl []netip.Prefix, client netip.Addr) bool {
+	client = client.Unmap()
+	for _, p := range acl {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup answers an allowed query from the cache or, on a miss, from the
+// upstreams (the rule's own servers for a forward rule). Identical misses
+// in flight at once share one exchange. A failure is a SERVFAIL reply.
+func (s *Server) lookup(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) (*dns.Msg, Reason) {
+	key := cache.KeyOf(req)
+	up, route := snap.upstream, ""
+	if d.Action == policy.ActionForward && d.Mode == policy.ModeEnforce {
+		up, route = snap.forward[d.Rule], d.Rule.Name
+	}
+	if snap.cache != nil {
+		if m, ok := snap.cache.Get(key); ok {
+			return m, ReasonCached
+		}
+	}
+	flightKey := fmt.Sprintf("%s/%d/%d/%t/%t/%s", key.Name, key.Type, key.Class, key.DO, key.CD, route)
+	v, _, _ := s.flight.Do(flightKey, func() (any, error) {
+		q := new(dns.Msg)
+		q.SetQuestion(key.Name, key.Type)
+		q.Question[0].Qclass = key.Class
+		q.RecursionDesired = true
+		q.CheckingDisabled = key.CD
+		q.SetEdns0(ednsSize, key.DO)
+		reply, err := up.Exchange(context.WithoutCancel(ctx), q)
+		if err != nil {
+			s.log.Warn("every upstream failed; answering SERVFAIL", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err)
+			reply = new(dns.Msg)
+			reply.SetRcode(q, dns.RcodeServerFailure)
+		}
+		if snap.cache != nil {
+			snap.cache.Set(key, reply)
+		}
+		return reply, nil
+	})
+	// The shared reply is never mutated: each caller shapes its own copy,
+	// without the upstream's OPT.
+	m := v.(*dns.Msg).Copy()
+	m.Extra = withoutOPT(m.Extra)
+	return m, ReasonResolved
+}
+
+// inspect looks for a record in an upstream answer that leads into a name
+// the policy blocks: a CNAME or DNAME target (checked for the query's type),
+// an MX exchange or SRV target (checked for the query's type and for A and
+// AAAA, which the client will ask next). It returns the decision of the
+// first such name and the record that led there.
+func inspect(p *policy.Policy, client netip.Addr, q dns.Question, reply *dns.Msg) (policy.Decision, string, bool) {
+	var monitor policy.Decision
+	var monitorVia string
+	for _, rr := range reply.Answer {
+		var target string
+		types := [3]uint16{q.Qtype, q.Qtype, q.Qtype}
+		switch v := rr.(type) {
+		case *dns.CNAME:
+			target = v.Target
+		case *dns.DNAME:
+			target = v.Target
+		case *dns.MX:
+			target, types[1], types[2] = v.Mx, dns.TypeA, dns.TypeAAAA
+		case *dns.SRV:
+			target, types[1], types[2] = v.Target, dns.TypeA, dns.TypeAAAA
+		default:
+			continue
+		}
+		for _, t := range types {
+			d := p.Decide(client, target, t)
+			if d.Blocked() {
+				return d, strings.TrimSpace(rr.String()), true
+			}
+			if d.WouldBlock() && monitor.Rule == nil {
+				monitor, monitorVia = d, strings.TrimSpace(rr.String())
+			}
+		}
+	}
+	return monitor, monitorVia, monitor.Rule != nil
+}
+
+// finish shapes a reply for the client: its ID and question spelling, RA
+// set, AA clear, RD and CD echoed, OPT per the client's EDNS, and for UDP
+// cut to the client's buffer (512 without EDNS) with TC set.
+func finish(req, m *dns.Msg, udp bool) *dns.Msg {
+	m.Id = req.Id
+	m.Response = true
+	m.Opcode = req.Opcode
+	if m.Opcode == dns.OpcodeQuery {
+		m.Question = req.Question
+	}
+	m.RecursionDesired = req.RecursionDesired
+	m.CheckingDisabled = req.CheckingDisabled
+	m.RecursionAvailable = true
+	m.Authoritative = false
+	clientOPT := req.IsEdns0()
+	switch own := m.IsEdns0(); {
+	case clientOPT != nil && own == nil:
+		m.Extra = append(m.Extra, replyOPT(clientOPT.Do()))
+	case clientOPT == nil && own != nil:
+		m.Extra = withoutOPT(m.Extra)
+	}
+	if !udp {
+		m.Compress = true
+		return m
+	}
+	size := dns.MinMsgSize
+	if clientOPT != nil {
+		size = min(max(int(clientOPT.UDPSize()), dns.MinMsgSize), ednsSize)
+	}
+	m.Truncate(size)
+	return m
+}
+
+// withoutOPT returns rrs less any OPT record.
+func withoutOPT(rrs []dns.RR) []dns.RR {
+	out := rrs[:0:0]
+	for _, rr := range rrs {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+// audit logs one block or would-block.
+func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+	verdict := "blocked"
+	if d.WouldBlock() {
+		verdict = "would block"
+	}
+	attrs := []any{
+		"client", client.String(),
+		"name", q.Name,
+		"type", dns.TypeToString[q.Qtype],
+		"rule", d.Rule.Name,
+		"action", d.Action.String(),
+		"mode", d.Mode.String(),
+		"cached", cached,
+	}
+	if via != "" {
+		attrs = append(attrs, "via", via)
+	}
+	s.log.Info(verdict, attrs...)
+}
+
+// addrOf returns the IP of a client address, unmapped from IPv4-in-IPv6.
+func addrOf(a net.Addr) netip.Addr {
+	var ip net.IP
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		ip = v.IP
+	case *net.TCPAddr:
+		ip = v.IP
+	default:
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			return ap.Addr().Unmap()
+		}
+		return netip.Addr{}
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return addr.Unmap()
+}
