@@ -1,8 +1,8 @@
 package resolver
 
 import (
-	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +67,7 @@ func ruleText(d policy.Decision) string {
 	if d.Rule == nil {
 		return "typoguard"
 	}
-	return fmt.Sprintf("typoguard rule %q (%s)", d.Rule.Name, d.Action)
+	return "typoguard rule " + strconv.Quote(d.Rule.Name) + " (" + d.Action.String() + ")"
 }
 
 // sinkholeRecords answers MX with the sinkhole exchange and its addresses,

@@ -62,6 +62,9 @@ type Config struct {
 	// nameservers of /etc/resolv.conf).
 	SystemUpstreams []string
 	Now             func() time.Time // nil: time.Now
+	// NewUpstream makes the exchanger for a list of upstream addresses;
+	// nil: an upstream.Group of upstream.Servers with failover.
+	NewUpstream func(addrs []string, timeout time.Duration) upstream.Exchanger
 }
 
 // Server answers DNS queries under a policy that can be swapped while it
@@ -70,6 +73,7 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	sys   []string
+	newUp func(addrs []string, timeout time.Duration) upstream.Exchanger
 	state atomic.Pointer[snapshot]
 	// cacheMu guards replacing the cache when a reload changes its settings.
 	cacheMu sync.Mutex
@@ -91,12 +95,15 @@ type snapshot struct {
 
 // New makes a server for the compiled policy p.
 func New(p *policy.Policy, cfg Config) (*Server, error) {
-	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams}
+	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.newUp == nil {
+		s.newUp = newGroup
 	}
 	if err := s.Reload(p); err != nil {
 		return nil, err
@@ -116,13 +123,13 @@ func (s *Server) Reload(p *policy.Policy) error {
 	}
 	snap := &snapshot{
 		policy:   p,
-		upstream: newGroup(addrs, p.UpstreamTimeout),
+		upstream: s.newUp(addrs, p.UpstreamTimeout),
 		forward:  map[*policy.Rule]upstream.Exchanger{},
 	}
 	rules := p.Rules()
 	for i := range rules {
 		if r := &rules[i]; r.Action == policy.ActionForward {
-			snap.forward[r] = newGroup(r.Servers, p.UpstreamTimeout)
+			snap.forward[r] = s.newUp(r.Servers, p.UpstreamTimeout)
 		}
 	}
 	s.cacheMu.Lock()
@@ -145,7 +152,7 @@ func (s *Server) Reload(p *policy.Policy) error {
 // Policy returns the policy now in force.
 func (s *Server) Policy() *policy.Policy { return s.state.Load().policy }
 
-func newGroup(addrs []string, timeout time.Duration) *upstream.Group {
+func newGroup(addrs []string, timeout time.Duration) upstream.Exchanger {
 	g := &upstream.Group{Timeout: timeout}
 	for _, a := range addrs {
 		g.Servers = append(g.Servers, upstream.NewServer(a))
@@ -391,6 +398,9 @@ func withoutOPT(rrs []dns.RR) []dns.RR {
 
 // audit logs one block or would-block.
 func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	verdict := "blocked"
 	if d.WouldBlock() {
 		verdict = "would block"
