@@ -63,7 +63,11 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 	}
 	fmt.Fprintf(w, "%s: OK\n", p.File)
 	fmt.Fprintf(w, "  rules:         %d (%d block, %d allow, %d forward; %d in monitor mode)\n", len(rules), blocks, exceptions, forwards, monitors)
-	fmt.Fprintf(w, "  domains:       %d distinct (%d list files)\n", p.DomainCount(), fromLists)
+	fmt.Fprintf(w, "  domains:       %d distinct; list files: %d\n", p.DomainCount(), fromLists)
+	width := 0
+	for i := range rules {
+		width = max(width, len(rules[i].Name))
+	}
 	for i := range rules {
 		r := &rules[i]
 		types := "every type"
@@ -82,7 +86,7 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 		if r.Mode == policy.ModeMonitor {
 			what += " (monitor)"
 		}
-		fmt.Fprintf(w, "    %-28s line %-4d %-18s %s; %s; %s\n", r.Name, r.Pos.Line, what, domainsText(r), types, who)
+		fmt.Fprintf(w, "    %-*s line %-4d %-18s %s; %s; %s\n", width, r.Name, r.Pos.Line, what, domainsText(r), types, who)
 	}
 	if len(p.ClientGroups) > 0 {
 		var groups []string
