@@ -43,7 +43,7 @@ type AnswerSettings struct {
 	TTL          time.Duration // of synthesized records and of the negative SOA
 	SinkholeIPv4 netip.Addr    // zero: none
 	SinkholeIPv6 netip.Addr    // zero: none
-	SinkholeMX   string        // lower-case FQDN with trailing dot; "" = none
+	SinkholeMX   string        // lower-case FQDN with trailing dot, answered locally
 }
 
 // LookalikeSettings name the domains whose one-typo lookalikes are to be
@@ -109,7 +109,7 @@ func defaultSettings() Settings {
 			MaxNegativeTTL: time.Hour,
 			ServfailTTL:    5 * time.Second,
 		},
-		Answers: AnswerSettings{TTL: 5 * time.Minute},
+		Answers: AnswerSettings{TTL: 5 * time.Minute, SinkholeMX: "sinkhole.typoguard.invalid."},
 		Log:     LogSettings{Format: "text", Level: "info"},
 	}
 	// Loopback and the private ranges (RFC 1918, RFC 4193).
