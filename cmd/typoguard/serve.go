@@ -39,11 +39,13 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "typoguard serve: unexpected argument %q\n", pos[0])
 		return 2
 	}
+	start := time.Now()
 	p, err := loadPolicy(*config, true)
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
 	}
+	loadTime := time.Since(start)
 	log := newLogger(stderr, p.Log)
 	addrs := p.Listen
 	if len(listen) > 0 {
@@ -67,7 +69,7 @@ func serve(args []string, stderr io.Writer) int {
 	for _, l := range bound {
 		log.Info("listening", "net", l.Net, "addr", l.Addr.String())
 	}
-	logPolicy(log, p, sys)
+	logPolicy(log, p, sys, loadTime)
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
 
@@ -138,13 +140,13 @@ func newLogger(w io.Writer, s policy.LogSettings) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func logPolicy(log *slog.Logger, p *policy.Policy, sys []string) {
+func logPolicy(log *slog.Logger, p *policy.Policy, sys []string, loadTime time.Duration) {
 	upstreams := p.Upstreams
 	if len(upstreams) == 0 {
 		upstreams = sys
 	}
 	log.Info("serving", "policy", p.File, "rules", len(p.Rules()), "domains", p.DomainCount(),
-		"upstreams", strings.Join(upstreams, ","))
+		"upstreams", strings.Join(upstreams, ","), "load_ms", loadTime.Milliseconds())
 	logWarnings(log, p)
 }
 
