@@ -1,7 +1,9 @@
 package resolver
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -161,4 +163,51 @@ func errorReply(req *dns.Msg, rcode int, ede uint16, text string) *dns.Msg {
 		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: ede, ExtraText: text}))
 	}
 	return m
+}
+
+// Explanation is what the policy alone does with one query, for
+// `typoguard explain`.
+type Explanation struct {
+	Name     string // the query name, fully qualified
+	Decision policy.Decision
+	// Answered is true when typoguard answers from policy (a block or the
+	// sinkhole host); Reply then holds the exact reply in dig's format, as
+	// sent over TCP to a client that asked with EDNS.
+	Answered bool
+	Reason   Reason
+	Reply    string
+}
+
+// Explain decides a query of qtype for name from client under p, and builds
+// the reply with the same code the server answers with.
+func Explain(p *policy.Policy, client netip.Addr, name string, qtype uint16) (Explanation, error) {
+	if _, ok := dns.IsDomainName(name); !ok {
+		return Explanation{}, fmt.Errorf("%q is not a domain name", name)
+	}
+	req := new(dns.Msg)
+	req.SetQuestion(dns.Fqdn(name), qtype)
+	req.Id = 0
+	req.SetEdns0(ednsSize, false)
+	res, answered := PolicyAnswer(p, client, req)
+	e := Explanation{Name: req.Question[0].Name, Decision: res.Decision, Answered: answered, Reason: res.Reason}
+	if answered {
+		e.Reply = finish(req, res.Msg, false).String()
+	}
+	return e, nil
+}
+
+// SystemUpstreams reads the nameservers of a resolv.conf file as host:port.
+func SystemUpstreams(path string) ([]string, error) {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s names no nameserver", path)
+	}
+	return out, nil
 }

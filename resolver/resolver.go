@@ -65,6 +65,8 @@ type Config struct {
 	// NewUpstream makes the exchanger for a list of upstream addresses;
 	// nil: an upstream.Group of upstream.Servers with failover.
 	NewUpstream func(addrs []string, timeout time.Duration) upstream.Exchanger
+	// Observer receives events for metrics; nil: none.
+	Observer Observer
 }
 
 // Server answers DNS queries under a policy that can be swapped while it
@@ -75,9 +77,14 @@ type Server struct {
 	sys   []string
 	newUp func(addrs []string, timeout time.Duration) upstream.Exchanger
 	state atomic.Pointer[snapshot]
-	// cacheMu guards replacing the cache when a reload changes its settings.
+	obs   Observer
+	// cacheMu guards replacing the cache when a reload changes its
+	// settings, and retired.
 	cacheMu sync.Mutex
+	retired cache.Stats // counters of caches a reload replaced
 	flight  singleflight.Group
+	// lastUpstreamOK is when an upstream last answered, in Unix nanoseconds.
+	lastUpstreamOK atomic.Int64
 
 	serversMu sync.Mutex // guards servers
 	servers   []*dns.Server
@@ -95,15 +102,18 @@ type snapshot struct {
 
 // New makes a server for the compiled policy p.
 func New(p *policy.Policy, cfg Config) (*Server, error) {
-	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream}
+	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream, obs: cfg.Observer}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
 	if s.newUp == nil {
-		s.newUp = newGroup
+		s.newUp = s.newGroup
 	}
 	if err := s.Reload(p); err != nil {
 		return nil, err
@@ -134,7 +144,8 @@ func (s *Server) Reload(p *policy.Policy) error {
 	}
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
-	if old := s.state.Load(); old != nil && old.policy.Cache == p.Cache {
+	old := s.state.Load()
+	if old != nil && old.policy.Cache == p.Cache {
 		snap.cache = old.cache
 	} else if p.Cache.Size > 0 {
 		snap.cache = cache.New(cache.Config{
@@ -145,6 +156,12 @@ func (s *Server) Reload(p *policy.Policy) error {
 			ServfailTTL:    p.Cache.ServfailTTL,
 		}, s.now)
 	}
+	if old != nil && old.cache != nil && old.cache != snap.cache {
+		st := old.cache.Stats()
+		s.retired.Hits += st.Hits
+		s.retired.Misses += st.Misses
+		s.retired.Evictions += st.Evictions
+	}
 	s.state.Store(snap)
 	return nil
 }
@@ -152,8 +169,15 @@ func (s *Server) Reload(p *policy.Policy) error {
 // Policy returns the policy now in force.
 func (s *Server) Policy() *policy.Policy { return s.state.Load().policy }
 
-func newGroup(addrs []string, timeout time.Duration) upstream.Exchanger {
-	g := &upstream.Group{Timeout: timeout}
+// newGroup makes the default exchanger: the servers in order with
+// failover, each exchange observed.
+func (s *Server) newGroup(addrs []string, timeout time.Duration) upstream.Exchanger {
+	g := &upstream.Group{Timeout: timeout, Observe: func(addr string, rtt time.Duration, err error) {
+		if err == nil {
+			s.lastUpstreamOK.Store(s.now().UnixNano())
+		}
+		s.obs.Upstream(addr, rtt, err)
+	}}
 	for _, a := range addrs {
 		g.Servers = append(g.Servers, upstream.NewServer(a))
 	}
@@ -165,6 +189,7 @@ func newGroup(addrs []string, timeout time.Duration) upstream.Exchanger {
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
+	start := s.now()
 	client := addrOf(w.RemoteAddr())
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	var res Result
@@ -172,6 +197,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		defer func() {
 			if v := recover(); v != nil {
 				s.panics.Add(1)
+				s.obs.Panic()
 				s.log.Error("panic while answering a query; answered SERVFAIL",
 					"client", client.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				res = Result{Msg: errorReply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "internal error"), Reason: ReasonFailed}
@@ -183,6 +209,27 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if err := w.WriteMsg(reply); err != nil {
 		s.log.Debug("write reply", "client", client.String(), "err", err)
 	}
+	var qtype uint16
+	if len(req.Question) == 1 {
+		qtype = req.Question[0].Qtype
+	}
+	s.obs.Query(qtype, reply.Rcode, res.Reason)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.logQuery(client, req, reply, res, s.now().Sub(start))
+	}
+}
+
+// logQuery writes the debug line of one answered query.
+func (s *Server) logQuery(client netip.Addr, req, reply *dns.Msg, res Result, took time.Duration) {
+	attrs := []any{"client", client.String(), "rcode", dns.RcodeToString[reply.Rcode], "reason", res.Reason.String(),
+		"duration_ms", float64(took.Microseconds()) / 1000}
+	if len(req.Question) == 1 {
+		attrs = append(attrs, "name", req.Question[0].Name, "type", dns.TypeToString[req.Question[0].Qtype])
+	}
+	if res.Decision.Rule != nil {
+		attrs = append(attrs, "rule", res.Decision.Rule.Name)
+	}
+	s.log.Debug("query", attrs...)
 }
 
 // Resolve decides the reply to req from client: accept → ACL → policy →
@@ -237,10 +284,6 @@ func PolicyAnswer(p *policy.Policy, client netip.Addr, req *dns.Msg) (Result, bo
 	}
 	return Result{Decision: d}, false
 }
-
-// Shape prepares a reply as the server would send it to req: over UDP when
-// udp is true (cut to the client's buffer), else over TCP.
-func Shape(req, m *dns.Msg, udp bool) *dns.Msg { return finish(req, m, udp) }
 
 // checkQuery accepts only a query with exactly one question; the server's
 // MsgAcceptFunc rejects the rest before unpacking, this guards direct calls.
@@ -398,6 +441,7 @@ func withoutOPT(rrs []dns.RR) []dns.RR {
 
 // audit logs one block or would-block.
 func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+	s.obs.Block(d)
 	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}

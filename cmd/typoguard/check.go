@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver"
 )
@@ -169,7 +167,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "typoguard explain: bad -client %q: %v\n", *clientFlag, err)
 		return 2
 	}
-	qtype := dns.TypeA
+	qtype := policy.TypeA
 	if len(pos) == 2 {
 		t, err := policy.ParseType(pos[1])
 		if err != nil {
@@ -178,32 +176,28 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		}
 		qtype = t
 	}
-	if _, ok := dns.IsDomainName(pos[0]); !ok {
-		fmt.Fprintf(stderr, "typoguard explain: %q is not a domain name\n", pos[0])
-		return 2
-	}
 	p, err := loadPolicy(*config, false)
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
 	}
-	explainQuery(stdout, p, client.Unmap(), dns.Fqdn(pos[0]), qtype)
+	e, err := resolver.Explain(p, client.Unmap(), pos[0], qtype)
+	if err != nil {
+		fmt.Fprintf(stderr, "typoguard explain: %v\n", err)
+		return 2
+	}
+	printExplanation(stdout, p, client.Unmap(), qtype, e)
 	return 0
 }
 
-// explainQuery prints the deciding rule and, for an answer from policy, the
-// exact reply, built by the resolver's own code.
-func explainQuery(w io.Writer, p *policy.Policy, client netip.Addr, name string, qtype uint16) {
-	req := new(dns.Msg)
-	req.SetQuestion(name, qtype)
-	req.Id = 0
-	req.SetEdns0(1232, false)
-	fmt.Fprintf(w, "query:    %s %s from %s\n", name, policy.TypeString(qtype), client)
-	res, answered := resolver.PolicyAnswer(p, client, req)
-	d := res.Decision
+// printExplanation prints the deciding rule and, for an answer from policy,
+// the exact reply.
+func printExplanation(w io.Writer, p *policy.Policy, client netip.Addr, qtype uint16, e resolver.Explanation) {
+	fmt.Fprintf(w, "query:    %s %s from %s\n", e.Name, policy.TypeString(qtype), client)
+	d := e.Decision
 	if d.Rule != nil {
 		fmt.Fprintf(w, "rule:     %q at %s (%s, %s)\n", d.Rule.Name, d.Rule.Pos, d.Rule.Action, d.Rule.Mode)
-		fmt.Fprintf(w, "matched:  %s\n", strings.ToLower(dns.Fqdn(d.Domain)))
+		fmt.Fprintf(w, "matched:  %s.\n", strings.TrimSuffix(strings.ToLower(d.Domain), "."))
 		if d.Rule.Exception() && (d.Rule.Reason != "" || d.Rule.Owner != "" || !d.Rule.Expires.IsZero()) {
 			fmt.Fprintf(w, "why:      %q, owner %s, expires %s\n", d.Rule.Reason, d.Rule.Owner, expiresText(d.Rule))
 		}
@@ -215,9 +209,9 @@ func explainQuery(w io.Writer, p *policy.Policy, client netip.Addr, name string,
 		upstreams = strings.Join(p.Upstreams, ", ")
 	}
 	switch {
-	case answered && res.Reason == resolver.ReasonBlocked:
+	case e.Answered && e.Reason == resolver.ReasonBlocked:
 		fmt.Fprintf(w, "decision: blocked: answered %s by typoguard, never forwarded\n", d.Action)
-	case answered:
+	case e.Answered:
 		fmt.Fprintln(w, "decision: answered by typoguard: the sinkhole exchange's address")
 	case d.WouldBlock():
 		fmt.Fprintf(w, "decision: allowed and forwarded to %s; the rule is in monitor mode, so it is logged as \"would block\" (%s)\n", upstreams, d.Action)
@@ -226,12 +220,11 @@ func explainQuery(w io.Writer, p *policy.Policy, client netip.Addr, name string,
 	default:
 		fmt.Fprintf(w, "decision: allowed and forwarded to %s\n", upstreams)
 	}
-	if !answered {
+	if !e.Answered {
 		fmt.Fprintln(w, "answer:   whatever the upstream answers, unless a CNAME, DNAME, MX or SRV in it leads into a blocked name")
 		return
 	}
-	reply := resolver.Shape(req, res.Msg, false)
-	fmt.Fprintf(w, "answer (as sent to a client that asked with EDNS):\n%s", reply.String())
+	fmt.Fprintf(w, "answer (as sent to a client that asked with EDNS):\n%s", e.Reply)
 }
 
 func expiresText(r *policy.Rule) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -15,8 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver"
@@ -51,7 +48,7 @@ func serve(args []string, stderr io.Writer) int {
 	if len(listen) > 0 {
 		addrs = listen
 	}
-	sys, err := systemUpstreams("/etc/resolv.conf")
+	sys, err := resolver.SystemUpstreams("/etc/resolv.conf")
 	if err != nil && len(p.Upstreams) == 0 {
 		log.Error("no upstreams: the policy names none and /etc/resolv.conf cannot be read", "err", err)
 		return 1
@@ -154,20 +151,4 @@ func logWarnings(log *slog.Logger, p *policy.Policy) {
 	for _, w := range p.Warnings() {
 		log.Warn(w.Msg, "at", w.Pos.String())
 	}
-}
-
-// systemUpstreams reads the nameservers of a resolv.conf file.
-func systemUpstreams(path string) ([]string, error) {
-	cc, err := dns.ClientConfigFromFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	var out []string
-	for _, s := range cc.Servers {
-		out = append(out, net.JoinHostPort(s, cc.Port))
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s names no nameserver", path)
-	}
-	return out, nil
 }

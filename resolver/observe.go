@@ -1,0 +1,79 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver/cache"
+)
+
+// Observer receives what the server does, for metrics. Its methods are
+// called on the query path, concurrently: they must be quick and safe for
+// concurrent use. Labels it derives must never hold a query name or a
+// client address.
+type Observer interface {
+	// Query is called once per answered query.
+	Query(qtype uint16, rcode int, reason Reason)
+	// Block is called once per block and per monitor-mode would-block.
+	Block(d policy.Decision)
+	// Upstream is called once per exchange with one upstream server.
+	Upstream(addr string, rtt time.Duration, err error)
+	// Panic is called when answering a query panicked.
+	Panic()
+}
+
+// nopObserver observes nothing.
+type nopObserver struct{}
+
+func (nopObserver) Query(uint16, int, Reason)             {}
+func (nopObserver) Block(policy.Decision)                 {}
+func (nopObserver) Upstream(string, time.Duration, error) {}
+func (nopObserver) Panic()                                {}
+
+// CacheStats returns the cache's counters since the server started, summed
+// over caches a reload replaced, and the entries held now.
+func (s *Server) CacheStats() cache.Stats {
+	s.cacheMu.Lock()
+	st := s.retired
+	s.cacheMu.Unlock()
+	if c := s.state.Load().cache; c != nil {
+		now := c.Stats()
+		st.Hits += now.Hits
+		st.Misses += now.Misses
+		st.Evictions += now.Evictions
+		st.Entries = now.Entries
+	}
+	return st
+}
+
+// readyWindow is how recently an upstream must have answered for the
+// server to count as ready without asking one.
+const readyWindow = 30 * time.Second
+
+// Ready reports whether the server can resolve: a policy is loaded and an
+// upstream answered within the last 30 seconds. When none has, it asks the
+// default upstreams for the root's NS records and judges by the answer.
+func (s *Server) Ready(ctx context.Context) error {
+	snap := s.state.Load()
+	if snap == nil || snap.policy == nil {
+		return errors.New("no policy loaded")
+	}
+	if last := s.lastUpstreamOK.Load(); last != 0 && s.now().Sub(time.Unix(0, last)) < readyWindow {
+		return nil
+	}
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeNS)
+	q.SetEdns0(ednsSize, false)
+	reply, err := snap.upstream.Exchange(ctx, q)
+	if err != nil {
+		return err
+	}
+	if reply.Rcode == dns.RcodeServerFailure || reply.Rcode == dns.RcodeRefused {
+		return errors.New("upstreams answer " + dns.RcodeToString[reply.Rcode])
+	}
+	return nil
+}
