@@ -73,12 +73,13 @@ func Parse(file string, src []byte, opts Options) (*Policy, error) {
 	} else {
 		doc = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: 1, Column: 1}
 	}
-	settings, raws, _ := d.decodeFile(doc, now())
+	t := now()
+	settings, raws, _ := d.decodeFile(doc, t)
 	p := &Policy{Settings: settings, File: file}
 	if !p.Lookalikes.Configured() {
 		p.Lookalikes = LookalikeSettings{}
 	}
-	c := compiler{d: d, p: p, opts: opts}
+	c := compiler{d: d, p: p, opts: opts, now: t}
 	c.compile(raws)
 	if len(d.errs) > 0 {
 		sortErrors(file, d.errs)
@@ -111,10 +112,14 @@ type compiler struct {
 	d    *decoder
 	p    *Policy
 	opts Options
+	now  time.Time
 	// shadowed counts, per rule, the domains an earlier rule always decides.
 	shadowed []int
 	shadower []int // per rule, the index of one rule that shadows it
 }
+
+// ExpirySoon is how close to its expiry a rule is warned about.
+const ExpirySoon = 14 * 24 * time.Hour
 
 // maxListErrors bounds the errors reported for one list file.
 const maxListErrors = 50
@@ -374,6 +379,10 @@ func (c *compiler) warn() {
 			by := &p.rules[c.shadower[i]]
 			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
 				Msg: fmt.Sprintf("rule %q can never apply: an earlier rule on the same domains decides first (%q at line %d)", r.Name, by.Name, by.Pos.Line)})
+		}
+		if left := r.Expires.Add(24 * time.Hour).Sub(c.now); !r.Expires.IsZero() && !r.Expired && left <= ExpirySoon {
+			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
+				Msg: fmt.Sprintf("rule %q expires on %s, in %d days: renew it or let it lapse", r.Name, r.Expires.Format(time.DateOnly), int(left.Hours()/24))})
 		}
 		if r.Mode == ModeMonitor && !r.Action.Blocking() {
 			p.warnings = append(p.warnings, Warning{Pos: r.Pos,

@@ -404,3 +404,16 @@ func FuzzParse(f *testing.F) {
 		p.RunTests()
 	})
 }
+
+func TestExpiringSoonWarning(t *testing.T) {
+	src := "rules:\n  - name: ml\n    domains: [ml]\n    action: nxdomain\n  - name: soon\n    domains: [partner.ml]\n    action: allow\n    expires: 2026-12-01\n  - name: later\n    domains: [other.ml]\n    action: allow\n    expires: 2027-06-30\n"
+	p := mustParse(t, src)
+	var soon, later bool
+	for _, w := range p.Warnings() {
+		soon = soon || strings.Contains(w.String(), `test.yaml:5:5: warning: rule "soon" expires on 2026-12-01, in 7 days`)
+		later = later || strings.Contains(w.Msg, `"later"`)
+	}
+	if !soon || later {
+		t.Errorf("warnings %v: want one for \"soon\" only", p.Warnings())
+	}
+}
