@@ -385,10 +385,10 @@ func inspect(p *policy.Policy, client netip.Addr, q dns.Question, reply *dns.Msg
 		for _, t := range types {
 			d := p.Decide(client, target, t)
 			if d.Blocked() {
-				return d, strings.TrimSpace(rr.String()), true
+				return d, strings.Join(strings.Fields(rr.String()), " "), true
 			}
 			if d.WouldBlock() && monitor.Rule == nil {
-				monitor, monitorVia = d, strings.TrimSpace(rr.String())
+				monitor, monitorVia = d, strings.Join(strings.Fields(rr.String()), " ")
 			}
 		}
 	}

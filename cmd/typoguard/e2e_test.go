@@ -40,9 +40,10 @@ func TestMain(m *testing.M) {
 
 // guard is a running typoguard process on a loopback port.
 type guard struct {
-	addr string // 127.0.0.1:PORT, UDP and TCP
-	cmd  *exec.Cmd
-	file string // its policy file
+	addr    string // 127.0.0.1:PORT, UDP and TCP
+	metrics string // host:port of /metrics, when the policy turns it on
+	cmd     *exec.Cmd
+	file    string // its policy file
 
 	mu   sync.Mutex // guards logs
 	logs []map[string]any
@@ -58,6 +59,12 @@ func startGuard(t *testing.T, policyYAML string, extraArgs ...string) *guard {
 	if err := os.WriteFile(file, []byte(policyYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startGuardFile(t, file, extraArgs...)
+}
+
+// startGuardFile is startGuard on a policy file already in place.
+func startGuardFile(t *testing.T, file string, extraArgs ...string) *guard {
+	t.Helper()
 	args := append([]string{"serve", "-config", file, "-listen", "127.0.0.1:0"}, extraArgs...)
 	cmd := exec.Command(binary, args...)
 	stderr, err := cmd.StderrPipe()
@@ -80,8 +87,13 @@ func startGuard(t *testing.T, policyYAML string, extraArgs ...string) *guard {
 			g.mu.Lock()
 			g.logs = append(g.logs, line)
 			g.mu.Unlock()
-			if line["msg"] == "listening" {
+			switch line["msg"] {
+			case "listening":
 				ready <- fmt.Sprint(line["net"], " ", line["addr"])
+			case "metrics listening":
+				g.mu.Lock()
+				g.metrics = fmt.Sprint(line["addr"])
+				g.mu.Unlock()
 			}
 		}
 	}()
@@ -103,6 +115,8 @@ func startGuard(t *testing.T, policyYAML string, extraArgs ...string) *guard {
 		t.Fatalf("udp on %s but tcp on %s", got["udp"], got["tcp"])
 	}
 	g.addr = got["udp"]
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	t.Cleanup(func() { g.stop(t) })
 	return g
 }
@@ -124,6 +138,34 @@ func (g *guard) stop(t *testing.T) {
 		g.cmd.Process.Kill()
 		t.Errorf("typoguard did not exit within 10s of SIGTERM")
 	}
+}
+
+// waitLog waits up to 5s for a log line that match accepts.
+func (g *guard) waitLog(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, l := range g.logLines() {
+			if match(l) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %s within 5s; log: %v", what, g.logLines())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// countLog counts the log lines that match accepts.
+func (g *guard) countLog(match func(map[string]any) bool) int {
+	n := 0
+	for _, l := range g.logLines() {
+		if match(l) {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *guard) logLines() []map[string]any {

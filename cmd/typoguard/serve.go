@@ -36,6 +36,11 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "typoguard serve: unexpected argument %q\n", pos[0])
 		return 2
 	}
+	// Catch signals from the start: a SIGTERM that arrives while starting
+	// is acted on once serving, not lost to the default action.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(signals)
 	start := time.Now()
 	p, err := loadPolicy(*config, true)
 	if err != nil {
@@ -43,7 +48,8 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	loadTime := time.Since(start)
-	log := newLogger(stderr, p.Log)
+	logs := newLogSwitch(stderr, p.Log)
+	log := slog.New(logs)
 	addrs := p.Listen
 	if len(listen) > 0 {
 		addrs = listen
@@ -53,10 +59,22 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("no upstreams: the policy names none and /etc/resolv.conf cannot be read", "err", err)
 		return 1
 	}
-	srv, err := resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys})
+	m := newMetrics()
+	srv, err := resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys, Observer: m})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
+	}
+	m.watchCache(srv)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if p.Metrics != "" {
+		addr, err := serveMetrics(ctx, log, p.Metrics, m, srv)
+		if err != nil {
+			log.Error("cannot listen for metrics", "addr", p.Metrics, "err", err)
+			return 1
+		}
+		log.Info("metrics listening", "addr", addr.String())
 	}
 	bound, err := srv.Listen(addrs)
 	if err != nil {
@@ -70,11 +88,17 @@ func serve(args []string, stderr io.Writer) int {
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
 
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(signals)
+	d := &daemon{log: log, logs: logs, srv: srv, metrics: m, path: *config}
+	changed := make(chan struct{}, 1)
+	if *config != "" {
+		if err := watchPolicy(ctx, log, *config, changed); err != nil {
+			log.Warn("cannot watch the policy file; reload with SIGHUP", "err", err)
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	expiry := time.NewTimer(untilExpiry(p, time.Now()))
+	defer expiry.Stop()
 	for {
 		select {
 		case err := <-served:
@@ -83,9 +107,14 @@ func serve(args []string, stderr io.Writer) int {
 				return 1
 			}
 			return 0
+		case <-changed:
+			d.reload("file changed")
+		case <-expiry.C:
+			d.reload("an exception expired")
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				reload(log, srv, *config)
+				d.reload("SIGHUP")
+				expiry.Reset(untilExpiry(srv.Policy(), time.Now()))
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
@@ -99,42 +128,61 @@ func serve(args []string, stderr io.Writer) int {
 			log.Info("stopped")
 			return 0
 		}
+		expiry.Reset(untilExpiry(srv.Policy(), time.Now()))
 	}
+}
+
+// daemon holds what a reload touches.
+type daemon struct {
+	log     *slog.Logger
+	logs    *logSwitch
+	srv     *resolver.Server
+	metrics *metrics
+	path    string
 }
 
 // reload loads the policy file again and swaps it in; on any error the old
 // policy keeps serving.
-func reload(log *slog.Logger, srv *resolver.Server, path string) {
-	old := srv.Policy()
-	p, err := loadPolicy(path, true)
+func (d *daemon) reload(why string) {
+	old := d.srv.Policy()
+	p, err := loadPolicy(d.path, true)
 	if err == nil {
-		err = srv.Reload(p)
+		err = d.srv.Reload(p)
 	}
 	if err != nil {
+		d.metrics.reloads.WithLabelValues("failure").Inc()
 		var list policy.ErrorList
 		if errors.As(err, &list) {
 			for _, e := range list {
-				log.Error("policy error", "error", e.Error())
+				d.log.Error("policy error", "error", e.Error())
 			}
 		}
-		log.Error("reload failed; the old policy keeps serving", "err", err.Error())
+		d.log.Error("reload failed; the old policy keeps serving", "trigger", why, "err", err.Error())
 		return
 	}
+	d.metrics.reloads.WithLabelValues("success").Inc()
+	d.logs.set(p.Log)
 	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics {
-		log.Warn("listen and metrics changes need a restart; they are not applied by a reload")
+		d.log.Warn("listen and metrics changes need a restart; they are not applied by a reload")
 	}
-	log.Info("policy reloaded", "file", p.File, "rules", len(p.Rules()), "domains", p.DomainCount())
-	logWarnings(log, p)
+	d.log.Info("policy reloaded", "trigger", why, "file", p.File, "rules", len(p.Rules()), "domains", p.DomainCount())
+	logWarnings(d.log, p)
 }
 
-func newLogger(w io.Writer, s policy.LogSettings) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(s.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if s.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+// untilExpiry is how long until the next exception in p expires, so that a
+// reload can take it out; a day at most, so the timer is never idle long.
+func untilExpiry(p *policy.Policy, now time.Time) time.Duration {
+	next := 24 * time.Hour
+	for _, r := range p.Rules() {
+		if r.Expires.IsZero() || r.Expired {
+			continue
+		}
+		end := r.Expires.Add(24 * time.Hour)
+		if d := end.Sub(now); d > 0 && d < next {
+			next = d + time.Second
+		}
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return next
 }
 
 func logPolicy(log *slog.Logger, p *policy.Policy, sys []string, loadTime time.Duration) {

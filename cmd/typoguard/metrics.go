@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver"
+)
+
+// metrics is the Prometheus side of resolver.Observer, on a registry of its
+// own. No label holds a query name or a client address.
+type metrics struct {
+	reg             *prometheus.Registry
+	queries         *prometheus.CounterVec
+	blocks          *prometheus.CounterVec
+	upstreamTries   *prometheus.CounterVec
+	upstreamErrors  *prometheus.CounterVec
+	upstreamLatency *prometheus.HistogramVec
+	reloads         *prometheus.CounterVec
+	panics          prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_queries_total",
+			Help: "Queries answered, by query type and response code.",
+		}, []string{"type", "rcode"}),
+		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_blocks_total",
+			Help: "Queries blocked (mode enforce) or that would have been (mode monitor), by rule and action.",
+		}, []string{"rule", "action", "mode"}),
+		upstreamTries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_upstream_exchanges_total",
+			Help: "Exchanges with each upstream server, failed ones included.",
+		}, []string{"upstream"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_upstream_errors_total",
+			Help: "Exchanges with each upstream server that got no reply (timeout, network error).",
+		}, []string{"upstream"}),
+		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "typoguard_upstream_latency_seconds",
+			Help:    "Time to a reply from each upstream server.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"upstream"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_reloads_total",
+			Help: "Policy reloads, by result (success or failure).",
+		}, []string{"result"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "typoguard_panics_total",
+			Help: "Queries whose handling panicked; each was answered SERVFAIL.",
+		}),
+	}
+	version, revision := buildVersion()
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "typoguard_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
+	})
+	info.Set(1)
+	m.reg.MustRegister(m.queries, m.blocks, m.upstreamTries, m.upstreamErrors, m.upstreamLatency, m.reloads, m.panics, info,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{"success", "failure"} {
+		m.reloads.WithLabelValues(r)
+	}
+	return m
+}
+
+// watchCache exports the cache's counters, read when scraped.
+func (m *metrics) watchCache(srv *resolver.Server) {
+	counter := func(name, help string, get func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, get)
+	}
+	m.reg.MustRegister(
+		counter("typoguard_cache_hits_total", "Queries answered from the cache.", func() float64 { return float64(srv.CacheStats().Hits) }),
+		counter("typoguard_cache_misses_total", "Queries the cache could not answer.", func() float64 { return float64(srv.CacheStats().Misses) }),
+		counter("typoguard_cache_evictions_total", "Entries evicted to make room.", func() float64 { return float64(srv.CacheStats().Evictions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "typoguard_cache_entries", Help: "Entries in the cache now."},
+			func() float64 { return float64(srv.CacheStats().Entries) }),
+	)
+}
+
+// Query implements resolver.Observer.
+func (m *metrics) Query(qtype uint16, rcode int, _ resolver.Reason) {
+	m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode)).Inc()
+}
+
+// Block implements resolver.Observer.
+func (m *metrics) Block(d policy.Decision) {
+	m.blocks.WithLabelValues(d.Rule.Name, d.Action.String(), d.Mode.String()).Inc()
+}
+
+// Upstream implements resolver.Observer.
+func (m *metrics) Upstream(addr string, rtt time.Duration, err error) {
+	m.upstreamTries.WithLabelValues(addr).Inc()
+	if err != nil {
+		m.upstreamErrors.WithLabelValues(addr).Inc()
+		return
+	}
+	m.upstreamLatency.WithLabelValues(addr).Observe(rtt.Seconds())
+}
+
+// Panic implements resolver.Observer.
+func (m *metrics) Panic() { m.panics.Inc() }
+
+// typeLabel names a query type, folding the ones without a mnemonic into
+// "other" so a client cannot grow the label set.
+func typeLabel(t uint16) string {
+	if t == 0 {
+		return "none"
+	}
+	name := policy.TypeString(t)
+	if strings.HasPrefix(name, "TYPE") {
+		return "other"
+	}
+	return name
+}
+
+var rcodeNames = map[int]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+
+func rcodeLabel(rc int) string {
+	if n, ok := rcodeNames[rc]; ok {
+		return n
+	}
+	return "RCODE" + strconv.Itoa(rc)
+}
+
+// buildVersion reads the module version and VCS revision of the binary.
+func buildVersion() (version, revision string) {
+	version, revision = "unknown", "unknown"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	version = bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz on addr until ctx ends.
+// It returns the bound address once listening.
+func serveMetrics(ctx context.Context, log *slog.Logger, addr string, m *metrics, srv *resolver.Server) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := srv.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		hs.Shutdown(shutdown)
+	}()
+	return ln.Addr(), nil
+}
