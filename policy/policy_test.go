@@ -379,18 +379,23 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
+	list := []byte("a.example\n0.0.0.0 b.example c.example # x\n*.d.example\n")
 	for _, name := range []string{"testdata/example.yaml", "testdata/invalid/everything.yaml", "testdata/invalid/syntax.yaml"} {
 		if src, err := repoReadFile(name); err == nil {
-			f.Add(src, "army.ml.")
+			f.Add(src, list, "army.ml.")
 		}
 	}
-	f.Add([]byte(decisionPolicy), `a\.b.ml.`)
-	f.Add([]byte("rules: [{name: x, domains: ['*.a'], action: refuse}]"), "b.a")
-	f.Fuzz(func(t *testing.T, src []byte, qname string) {
+	f.Add([]byte(decisionPolicy), list, `a\.b.ml.`)
+	f.Add([]byte("rules: [{name: x, domains_from: [l.txt], action: refuse}]"), []byte("bücher.example\n::1 localhost\nbad..x\n"), "b.a")
+	f.Fuzz(func(t *testing.T, src, listFile []byte, qname string) {
 		p, err := Parse("fuzz.yaml", src, Options{Now: testNow, ReadFile: func(string) ([]byte, error) {
-			return []byte("a.example\n0.0.0.0 b.example\n"), nil
+			return listFile, nil
 		}})
 		if err != nil {
+			var el ErrorList
+			if !errors.As(err, &el) || len(el) == 0 {
+				t.Fatalf("error %T without positions: %v", err, err)
+			}
 			return
 		}
 		for _, client := range []netip.Addr{{}, netip.MustParseAddr("10.0.5.7"), netip.MustParseAddr("::1")} {
@@ -399,21 +404,11 @@ func FuzzParse(f *testing.F) {
 				if d.Rule == nil && d.Action != ActionAllow {
 					t.Fatalf("no rule but action %s", d.Action)
 				}
+				if d.Rule != nil && !strings.HasSuffix(strings.ToLower(strings.TrimSuffix(qname, ".")), strings.ToLower(strings.TrimSuffix(d.Domain, "."))) {
+					t.Fatalf("matched domain %q is not a suffix of %q", d.Domain, qname)
+				}
 			}
 		}
 		p.RunTests()
 	})
-}
-
-func TestExpiringSoonWarning(t *testing.T) {
-	src := "rules:\n  - name: ml\n    domains: [ml]\n    action: nxdomain\n  - name: soon\n    domains: [partner.ml]\n    action: allow\n    expires: 2026-12-01\n  - name: later\n    domains: [other.ml]\n    action: allow\n    expires: 2027-06-30\n"
-	p := mustParse(t, src)
-	var soon, later bool
-	for _, w := range p.Warnings() {
-		soon = soon || strings.Contains(w.String(), `test.yaml:5:5: warning: rule "soon" expires on 2026-12-01, in 7 days`)
-		later = later || strings.Contains(w.Msg, `"later"`)
-	}
-	if !soon || later {
-		t.Errorf("warnings %v: want one for \"soon\" only", p.Warnings())
-	}
 }
