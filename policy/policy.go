@@ -223,11 +223,15 @@ func sortErrors(file string, errs ErrorList) {
 func nodeAt(p Position) *yaml.Node { return &yaml.Node{Line: p.Line, Column: p.Col} }
 
 // listPath joins a domains_from path to the policy file's directory.
-func (c *compiler) listPath(name string) string {
+func (c *compiler) listPath(name string) string { return ListPath(c.p.File, name) }
+
+// ListPath is where a domains_from entry of the policy file at policyFile
+// is read from: relative paths are taken from the policy file's directory.
+func ListPath(policyFile, name string) string {
 	if filepath.IsAbs(name) {
 		return name
 	}
-	return filepath.Join(filepath.Dir(c.p.File), filepath.FromSlash(path.Clean(name)))
+	return filepath.Join(filepath.Dir(policyFile), filepath.FromSlash(path.Clean(name)))
 }
 
 func (c *compiler) readList(name string) ([]byte, error) {

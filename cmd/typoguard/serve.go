@@ -89,10 +89,15 @@ func serve(args []string, stderr io.Writer) int {
 	debug.FreeOSMemory()
 
 	d := &daemon{log: log, logs: logs, srv: srv, metrics: m, path: *config}
-	changed := make(chan struct{}, 1)
+	d.lastPrint = fingerprint(*config, p)
+	var changed <-chan struct{}
 	if *config != "" {
-		if err := watchPolicy(ctx, log, *config, changed); err != nil {
+		w, err := watchPolicy(ctx, log, *config, p)
+		if err != nil {
 			log.Warn("cannot watch the policy file; reload with SIGHUP", "err", err)
+		} else {
+			d.watch = w
+			changed = w.changed
 		}
 	}
 	served := make(chan error, 1)
@@ -108,7 +113,11 @@ func serve(args []string, stderr io.Writer) int {
 			}
 			return 0
 		case <-changed:
-			d.reload("file changed")
+			// Nothing to do when the files read the same as at the last
+			// reload, good or bad: no loops, no repeated error logs.
+			if print := fingerprint(*config, srv.Policy()); print != d.lastPrint {
+				d.reload("file changed")
+			}
 		case <-expiry.C:
 			d.reload("an exception expired")
 		case sig := <-signals:
@@ -139,12 +148,16 @@ type daemon struct {
 	srv     *resolver.Server
 	metrics *metrics
 	path    string
+	watch   *policyWatch // nil: not watching
+	// lastPrint is the fingerprint of the files at the last reload attempt.
+	lastPrint string
 }
 
 // reload loads the policy file again and swaps it in; on any error the old
 // policy keeps serving.
 func (d *daemon) reload(why string) {
 	old := d.srv.Policy()
+	d.lastPrint = fingerprint(d.path, old)
 	p, err := loadPolicy(d.path, true)
 	if err == nil {
 		err = d.srv.Reload(p)
@@ -156,11 +169,19 @@ func (d *daemon) reload(why string) {
 			for _, e := range list {
 				d.log.Error("policy error", "error", e.Error())
 			}
+			d.log.Error("reload failed; the old policy keeps serving", "trigger", why, "errors", len(list))
+			return
 		}
 		d.log.Error("reload failed; the old policy keeps serving", "trigger", why, "err", err.Error())
 		return
 	}
 	d.metrics.reloads.WithLabelValues("success").Inc()
+	d.lastPrint = fingerprint(d.path, p)
+	if d.watch != nil {
+		if err := d.watch.follow(p); err != nil {
+			d.log.Warn("cannot watch the new policy's files; reload with SIGHUP", "err", err)
+		}
+	}
 	d.logs.set(p.Log)
 	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics {
 		d.log.Warn("listen and metrics changes need a restart; they are not applied by a reload")

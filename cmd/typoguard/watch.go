@@ -2,58 +2,147 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/typoguard/typoguard/policy"
 )
 
-// watchDebounce is how long the policy's directory must be quiet before a
-// change triggers a reload: editors and kubelet write in several steps.
+// watchDebounce is how long the watched files must be quiet before a change
+// triggers a reload: editors and the kubelet write in several steps.
 const watchDebounce = 300 * time.Millisecond
 
-// watchPolicy signals changed when anything in the policy file's directory
-// changes. It watches the directory, not the file: editors replace a file by
+// policyWatch reports changes to a policy file and its list files. It
+// watches their directories, not the files: editors replace a file by
 // renaming a new one over it, and Kubernetes updates a mounted ConfigMap by
-// swapping a symlink beside it; a watch on the file itself would lose both.
-func watchPolicy(ctx context.Context, log *slog.Logger, path string, changed chan<- struct{}) error {
+// swapping a "..data" symlink beside it; a watch on the file itself would
+// lose both.
+type policyWatch struct {
+	log     *slog.Logger
+	path    string
+	w       *fsnotify.Watcher
+	changed chan struct{}
+
+	mu    sync.Mutex      // guards files
+	files map[string]bool // cleaned paths whose changes count
+}
+
+// watchPolicy starts watching the policy file at path and the lists of p.
+func watchPolicy(ctx context.Context, log *slog.Logger, path string, p *policy.Policy) (*policyWatch, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", path, err)
+		return nil, fmt.Errorf("watch %s: %w", path, err)
 	}
-	dir := filepath.Dir(path)
-	if err := w.Add(dir); err != nil {
+	pw := &policyWatch{log: log, path: path, w: w, changed: make(chan struct{}, 1)}
+	if err := pw.follow(p); err != nil {
 		w.Close()
-		return fmt.Errorf("watch %s: %w", dir, err)
+		return nil, err
 	}
-	go func() {
-		defer w.Close()
-		var quiet <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
+	go pw.run(ctx)
+	return pw, nil
+}
+
+// follow makes the watch cover the files a (re)loaded policy reads.
+func (pw *policyWatch) follow(p *policy.Policy) error {
+	files := map[string]bool{filepath.Clean(pw.path): true}
+	for _, f := range policyFiles(p)[1:] {
+		files[filepath.Clean(f)] = true
+	}
+	pw.mu.Lock()
+	pw.files = files
+	pw.mu.Unlock()
+	for f := range files {
+		dir := filepath.Dir(f)
+		if err := pw.w.Add(dir); err != nil {
+			return fmt.Errorf("watch %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// counts reports whether an event on name may change the policy: one of
+// its files, or a kubelet "..data"-style symlink beside them.
+func (pw *policyWatch) counts(name string) bool {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if pw.files[filepath.Clean(name)] {
+		return true
+	}
+	if !strings.HasPrefix(filepath.Base(name), "..") {
+		return false
+	}
+	dir := filepath.Dir(name)
+	for f := range pw.files {
+		if filepath.Dir(f) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func (pw *policyWatch) run(ctx context.Context) {
+	defer pw.w.Close()
+	var quiet <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-pw.w.Events:
+			if !ok {
 				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				log.Debug("policy directory changed", "event", ev.String())
+			}
+			if pw.counts(ev.Name) {
+				pw.log.Debug("policy file changed", "event", ev.String())
 				quiet = time.After(watchDebounce)
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				log.Warn("watching the policy directory", "err", err)
-			case <-quiet:
-				quiet = nil
-				select {
-				case changed <- struct{}{}:
-				default: // a reload is already pending
-				}
+			}
+		case err, ok := <-pw.w.Errors:
+			if !ok {
+				return
+			}
+			pw.log.Warn("watching the policy files", "err", err)
+		case <-quiet:
+			quiet = nil
+			select {
+			case pw.changed <- struct{}{}:
+			default: // a reload is already pending
 			}
 		}
-	}()
-	return nil
+	}
+}
+
+// policyFiles lists the files a policy was read from: the policy file, then
+// its list files.
+func policyFiles(p *policy.Policy) []string {
+	files := []string{p.File}
+	for _, r := range p.Rules() {
+		for _, l := range r.DomainsFrom {
+			files = append(files, policy.ListPath(p.File, l))
+		}
+	}
+	return files
+}
+
+// fingerprint identifies the contents of a policy's files: the policy file's
+// bytes and each list file's size and modification time. A reload whose
+// fingerprint equals the last one's would change nothing.
+func fingerprint(path string, p *policy.Policy) string {
+	h := sha256.New()
+	if src, err := os.ReadFile(path); err == nil {
+		h.Write(src)
+	}
+	for _, f := range policyFiles(p)[1:] {
+		if st, err := os.Stat(f); err == nil {
+			fmt.Fprintf(h, "\x00%s %d %d", f, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
