@@ -75,7 +75,7 @@ func startGuardFile(t *testing.T, file string, extraArgs ...string) *guard {
 		t.Fatal(err)
 	}
 	g := &guard{cmd: cmd, file: file, done: make(chan struct{})}
-	ready := make(chan string, 2)
+	ready := make(chan string, 8)
 	go func() {
 		defer close(g.done)
 		sc := bufio.NewScanner(stderr)
@@ -89,7 +89,11 @@ func startGuardFile(t *testing.T, file string, extraArgs ...string) *guard {
 			g.mu.Unlock()
 			switch line["msg"] {
 			case "listening":
-				ready <- fmt.Sprint(line["net"], " ", line["addr"])
+				// Never block the reader: typoguard would stall on stderr.
+				select {
+				case ready <- fmt.Sprint(line["net"], " ", line["addr"]):
+				default:
+				}
 			case "metrics listening":
 				g.mu.Lock()
 				g.metrics = fmt.Sprint(line["addr"])
