@@ -53,20 +53,38 @@ type guard struct {
 // startGuard writes the policy to a file and runs `typoguard serve` on it,
 // listening on 127.0.0.1:0. It returns once both listeners are up; the
 // test's cleanup stops it with SIGTERM and checks that it exits 0.
-func startGuard(t *testing.T, policyYAML string, extraArgs ...string) *guard {
+func startGuard(t *testing.T, policyYAML string) *guard {
+	t.Helper()
+	return startGuardFileAt(t, writePolicy(t, policyYAML), "127.0.0.1:0")
+}
+
+// startGuardAt is startGuard listening on one given address, such as
+// 127.0.0.1:53 where a libc resolver looks.
+func startGuardAt(t *testing.T, policyYAML, listen string) *guard {
+	t.Helper()
+	return startGuardFileAt(t, writePolicy(t, policyYAML), listen)
+}
+
+// startGuardFile is startGuard on a policy file already in place.
+func startGuardFile(t *testing.T, file string) *guard {
+	t.Helper()
+	return startGuardFileAt(t, file, "127.0.0.1:0")
+}
+
+func writePolicy(t *testing.T, policyYAML string) string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(file, []byte(policyYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startGuardFile(t, file, extraArgs...)
+	return file
 }
 
-// startGuardFile is startGuard on a policy file already in place.
-func startGuardFile(t *testing.T, file string, extraArgs ...string) *guard {
+// startGuardFileAt runs `typoguard serve` on the policy file, listening on
+// listen, and returns once its UDP and TCP listeners are up.
+func startGuardFileAt(t *testing.T, file, listen string) *guard {
 	t.Helper()
-	args := append([]string{"serve", "-config", file, "-listen", "127.0.0.1:0"}, extraArgs...)
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(binary, "serve", "-config", file, "-listen", listen)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -124,61 +122,6 @@ func drainNetns(ip, name string, wait time.Duration) []string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// startGuardAt runs `typoguard serve` on the policy, listening on listen
-// (such as 127.0.0.1:53, where a libc resolver looks), and returns once
-// both listeners are up. Cleanup stops it as startGuard's does.
-func startGuardAt(t *testing.T, policyYAML, listen string) *guard {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(file, []byte(policyYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary, "serve", "-config", file, "-listen", listen)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	g := &guard{addr: listen, cmd: cmd, file: file, done: make(chan struct{})}
-	listening := make(chan string, 2)
-	go func() {
-		defer close(g.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				line = map[string]any{"msg": sc.Text()}
-			}
-			g.mu.Lock()
-			g.logs = append(g.logs, line)
-			g.mu.Unlock()
-			if line["msg"] == "listening" {
-				select {
-				case listening <- fmt.Sprint(line["net"]):
-				default:
-				}
-			}
-		}
-	}()
-	nets := map[string]bool{}
-	timeout := time.After(10 * time.Second)
-	for len(nets) < 2 {
-		select {
-		case n := <-listening:
-			nets[n] = true
-		case <-g.done:
-			t.Fatalf("typoguard exited before listening on %s: %v", listen, g.logLines())
-		case <-timeout:
-			cmd.Process.Kill()
-			t.Fatalf("typoguard did not report listening on %s within 10s: %v", listen, g.logLines())
-		}
-	}
-	t.Cleanup(func() { g.stop(t) })
-	return g
 }
 
 // smtpSink is a minimal SMTP server on port 25 of one loopback address that
