@@ -81,7 +81,6 @@ acl:
 answers:
   ttl: 1m
   sinkhole_ipv4: 127.0.0.5
-  sinkhole_ipv6: "2001:db8::25"
   sinkhole_mx: sinkhole.guarded.test
 rules:
   - name: mali-is-not-mil
