@@ -7,12 +7,13 @@ COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/typoguard ./cmd/typoguard \
  && /out/typoguard check -config deploy/typoguard.yaml
 
-# Run: distroless static, non-root (uid 65532). Docker lets unprivileged
+# Run: distroless static, non-root (uid 65532, numeric so Kubernetes can
+# check runAsNonRoot). Docker lets unprivileged
 # processes bind port 53 inside the container's network namespace.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/typoguard /usr/local/bin/typoguard
 COPY deploy/typoguard.yaml /etc/typoguard/typoguard.yaml
-USER nonroot:nonroot
+USER 65532:65532
 EXPOSE 53/udp 53/tcp
 ENTRYPOINT ["/usr/local/bin/typoguard"]
 CMD ["serve", "-config", "/etc/typoguard/typoguard.yaml"]

@@ -256,11 +256,14 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		},
 		"listen": func(v *yaml.Node) {
 			s.Listen = nil
+			var nodes []*yaml.Node
 			d.strs(v, "listen", func(n *yaml.Node, a string) {
 				if hp, ok := d.hostPort(n, a, "listen", "", false); ok {
 					s.Listen = append(s.Listen, hp)
+					nodes = append(nodes, n)
 				}
 			})
+			d.listenConflicts(s.Listen, nodes)
 		},
 		"acl": func(v *yaml.Node) {
 			d.mapping(v, "acl", map[string]field{
@@ -353,6 +356,39 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		},
 	})
 	return s, rules, ruleNodes
+}
+
+// listenConflicts reports listen addresses that cannot all be bound: on
+// one port, a wildcard ("0.0.0.0" for IPv4, "::" for IPv6, or no host for
+// both) takes every address of its family, so no other address of that
+// family may share the port.
+func (d *decoder) listenConflicts(addrs []string, nodes []*yaml.Node) {
+	type bind struct {
+		port     string
+		v4, v6   bool
+		wildcard bool
+	}
+	parse := func(a string) bind {
+		host, port, _ := net.SplitHostPort(a)
+		if host == "" {
+			return bind{port: port, v4: true, v6: true, wildcard: true}
+		}
+		ip, _ := netip.ParseAddr(host)
+		return bind{port: port, v4: ip.Is4(), v6: !ip.Is4(), wildcard: ip.IsUnspecified()}
+	}
+	for i := range addrs {
+		a := parse(addrs[i])
+		for j := 0; j < i; j++ {
+			b := parse(addrs[j])
+			if a.port != b.port || a.port == "0" || !(a.v4 && b.v4 || a.v6 && b.v6) {
+				continue
+			}
+			if a.wildcard || b.wildcard || addrs[i] == addrs[j] {
+				d.errorf(nodes[i], "listen: %s and %s cannot both be bound: they share port %s and one takes every address of the other's family", addrs[j], addrs[i], a.port)
+				break
+			}
+		}
+	}
 }
 
 func (d *decoder) clientGroups(v *yaml.Node) []ClientGroup {

@@ -412,3 +412,26 @@ func FuzzParse(f *testing.F) {
 		p.RunTests()
 	})
 }
+
+func TestListenConflicts(t *testing.T) {
+	tests := []struct {
+		listen string
+		ok     bool
+	}{
+		{`["0.0.0.0:53", "[::]:53"]`, true},
+		{`["127.0.0.1:53", "[::1]:53"]`, true},
+		{`["10.0.0.53:53", "[fd00::53]:53", "127.0.0.1:53"]`, true},
+		{`["0.0.0.0:53", "[::]:5300"]`, true},
+		{`["127.0.0.1:0", "127.0.0.1:0"]`, true},
+		{`["10.0.0.53:53", "0.0.0.0:53"]`, false},
+		{`["[::]:53", "[fd00::53]:53"]`, false},
+		{`[":53", "[::1]:53"]`, false},
+		{`["127.0.0.1:53", "127.0.0.1:53"]`, false},
+	}
+	for _, tc := range tests {
+		_, err := Parse("l.yaml", []byte("listen: "+tc.listen+"\n"), Options{})
+		if (err == nil) != tc.ok {
+			t.Errorf("listen %s: err %v, want ok %v", tc.listen, err, tc.ok)
+		}
+	}
+}

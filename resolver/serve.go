@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 
 	"github.com/miekg/dns"
@@ -55,18 +56,29 @@ func (s *Server) Listen(addrs []string) ([]Listener, error) {
 	return bound, nil
 }
 
+// listenBoth binds addr over UDP and TCP. An IPv4 address binds IPv4 only
+// and an IPv6 address IPv6 only, so "0.0.0.0:53" and "[::]:53" can stand
+// side by side; an empty host (":53") takes both families on one socket.
 func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	udp, tcp := "udp", "tcp"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Is4() {
+			udp, tcp = "udp4", "tcp4"
+		} else {
+			udp, tcp = "udp6", "tcp6"
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := net.ListenPacket(udp, addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen on %s over udp: %w", addr, err)
 		}
 		tcpAddr := net.JoinHostPort(host, strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := net.Listen("tcp", tcpAddr)
+		ln, err := net.Listen(tcp, tcpAddr)
 		if err == nil {
 			return pc, ln, nil
 		}
