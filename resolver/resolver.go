@@ -324,16 +324,16 @@ func allowed(acl []netip.Prefix, client netip.Addr) bool {
 // in flight at once share one exchange. A failure is a SERVFAIL reply.
 func (s *Server) lookup(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) (*dns.Msg, Reason) {
 	key := cache.KeyOf(req)
-	up, route := snap.upstream, ""
+	up := snap.upstream
 	if d.Action == policy.ActionForward && d.Mode == policy.ModeEnforce {
-		up, route = snap.forward[d.Rule], d.Rule.Name
+		up, key.Route = snap.forward[d.Rule], d.Rule.Name
 	}
 	if snap.cache != nil {
 		if m, ok := snap.cache.Get(key); ok {
 			return m, ReasonCached
 		}
 	}
-	flightKey := fmt.Sprintf("%s/%d/%d/%t/%t/%s", key.Name, key.Type, key.Class, key.DO, key.CD, route)
+	flightKey := fmt.Sprintf("%s/%d/%d/%t/%t/%s", key.Name, key.Type, key.Class, key.DO, key.CD, key.Route)
 	v, _, _ := s.flight.Do(flightKey, func() (any, error) {
 		q := new(dns.Msg)
 		q.SetQuestion(key.Name, key.Type)

@@ -347,3 +347,42 @@ func (w *discardWriter) WriteMsg(m *dns.Msg) error {
 }
 
 var _ upstream.Exchanger = (*fakeUpstream)(nil)
+
+func TestForwardRuleKeepsItsOwnCache(t *testing.T) {
+	src := `
+upstreams: ["127.0.0.1:1"]
+client_groups: {inside: [127.0.0.25/32]}
+rules:
+  - {name: corp, domains: [corp.example], clients: [inside], action: forward, servers: ["127.0.0.1:2"]}
+`
+	p, err := policy.Parse("f.yaml", []byte(src), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := &fakeUpstream{exchange: answerFrom(t, "www.corp.example. 300 IN A 198.51.100.1")}
+	corp := &fakeUpstream{exchange: answerFrom(t, "www.corp.example. 300 IN A 10.1.1.1")}
+	s, err := New(p, Config{NewUpstream: func(addrs []string, _ time.Duration) upstream.Exchanger {
+		if addrs[0] == "127.0.0.1:2" {
+			return corp
+		}
+		return public
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, outside := netip.MustParseAddr("127.0.0.25"), netip.MustParseAddr("127.0.0.1")
+	for range 2 { // the second round comes from the cache
+		for _, c := range []struct {
+			client netip.Addr
+			want   string
+		}{{inside, "10.1.1.1"}, {outside, "198.51.100.1"}} {
+			res := s.Resolve(context.Background(), c.client, query("www.corp.example.", dns.TypeA, false))
+			if len(res.Msg.Answer) != 1 || res.Msg.Answer[0].(*dns.A).A.String() != c.want {
+				t.Errorf("from %s: %v, want %s", c.client, res.Msg.Answer, c.want)
+			}
+		}
+	}
+	if public.calls.Load() != 1 || corp.calls.Load() != 1 {
+		t.Errorf("upstream calls: public %d, corp %d; want 1 each", public.calls.Load(), corp.calls.Load())
+	}
+}

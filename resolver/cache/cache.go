@@ -30,6 +30,10 @@ type Key struct {
 	// CD is the query's Checking Disabled bit (RFC 4035 §3.2.2): replies
 	// that were not validated are kept apart from those that were.
 	CD bool
+	// Route names where the reply came from when that is not the default
+	// upstreams (a conditional-forwarding rule), so the same name asked of
+	// different servers is kept apart.
+	Route string
 }
 
 // KeyOf returns the key of the reply to q. A q without exactly one question
