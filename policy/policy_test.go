@@ -108,6 +108,30 @@ func TestEveryErrorKindReported(t *testing.T) {
 	}
 }
 
+func TestValidPolicies(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/valid/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no valid policies found")
+	}
+	for _, f := range files {
+		name := strings.TrimPrefix(filepath.ToSlash(f), "../")
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			p, err := parseRepoFile(t, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Tests) == 0 {
+				t.Error("a valid example policy should carry tests")
+			}
+			for _, r := range p.RunTests() {
+				if !r.Pass {
+					t.Error(r)
+				}
+			}
+		})
+	}
+}
+
 func TestExamplePolicy(t *testing.T) {
 	p, err := parseRepoFile(t, "testdata/example.yaml")
 	if err != nil {
