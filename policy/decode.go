@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -135,7 +136,17 @@ func (d *decoder) str(n *yaml.Node, what string) (string, bool) {
 	return n.Value, true
 }
 
-// strings returns a list of string scalars with their nodes.
+// scalar reads a string scalar and hands it to parse; parse's error is
+// reported at the node as "what: error".
+func (d *decoder) scalar(v *yaml.Node, what string, parse func(s string) error) {
+	if s, ok := d.str(v, what); ok {
+		if err := parse(s); err != nil {
+			d.errorf(v, "%s: %v", what, err)
+		}
+	}
+}
+
+// strs calls fn with each item of a list of string scalars and its node.
 func (d *decoder) strs(n *yaml.Node, what string, fn func(v *yaml.Node, s string)) {
 	for _, item := range d.list(n, what) {
 		if s, ok := d.str(item, what); ok {
@@ -319,10 +330,9 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		},
 		"lookalikes": func(v *yaml.Node) { s.Lookalikes = d.lookalikes(v) },
 		"tests": func(v *yaml.Node) {
+			// A broken case fails the whole parse, so every case is kept.
 			for _, item := range d.list(v, "tests") {
-				if tc, ok := d.testCase(item); ok {
-					s.Tests = append(s.Tests, tc)
-				}
+				s.Tests = append(s.Tests, d.testCase(item))
 			}
 		},
 		"metrics": func(v *yaml.Node) {
@@ -527,24 +537,16 @@ func (d *decoder) rule(n *yaml.Node, now time.Time) rawRule {
 		"types": func(v *yaml.Node) { r.Types, r.types = d.types(v, "types") },
 		"action": func(v *yaml.Node) {
 			r.hasAction = true
-			if s, ok := d.str(v, "action"); ok {
-				a, err := ParseAction(s)
-				if err != nil {
-					d.errorf(v, "action: %v", err)
-					return
-				}
-				r.Action = a
-			}
+			d.scalar(v, "action", func(s string) (err error) {
+				r.Action, err = ParseAction(s)
+				return err
+			})
 		},
 		"mode": func(v *yaml.Node) {
-			if s, ok := d.str(v, "mode"); ok {
-				m, err := ParseMode(s)
-				if err != nil {
-					d.errorf(v, "mode: %v", err)
-					return
-				}
-				r.Mode = m
-			}
+			d.scalar(v, "mode", func(s string) (err error) {
+				r.Mode, err = ParseMode(s)
+				return err
+			})
 		},
 		"clients": func(v *yaml.Node) {
 			d.strs(v, "clients", func(n *yaml.Node, s string) {
@@ -633,83 +635,54 @@ func (d *decoder) lookalikes(v *yaml.Node) LookalikeSettings {
 	return l
 }
 
-func (d *decoder) testCase(n *yaml.Node) (TestCase, bool) {
+func (d *decoder) testCase(n *yaml.Node) TestCase {
 	tc := TestCase{Type: TypeA, Pos: d.pos(n)}
-	ok := true
 	hasName, hasExpect := false, false
 	d.mapping(n, "test", map[string]field{
 		"name": func(v *yaml.Node) {
 			hasName = true
-			s, good := d.str(v, "test name")
-			if !good {
-				ok = false
-				return
-			}
-			name, below, err := normalizeDomain(s)
-			if err == nil && below {
-				err = fmt.Errorf("a test asks for one name, not a wildcard")
-			}
-			if err != nil {
-				d.errorf(v, "test name: %v", err)
-				ok = false
-				return
-			}
-			tc.Name = name
+			d.scalar(v, "test name", func(s string) error {
+				name, below, err := normalizeDomain(s)
+				if err == nil && below {
+					err = errors.New("a test asks for one name, not a wildcard")
+				}
+				tc.Name = name
+				return err
+			})
 		},
 		"type": func(v *yaml.Node) {
-			s, good := d.str(v, "test type")
-			if !good {
-				ok = false
-				return
-			}
-			t, err := ParseType(s)
-			if err != nil {
-				d.errorf(v, "test type: %v", err)
-				ok = false
-				return
-			}
-			tc.Type = t
+			d.scalar(v, "test type", func(s string) (err error) {
+				tc.Type, err = ParseType(s)
+				return err
+			})
 		},
 		"client": func(v *yaml.Node) {
-			s, good := d.str(v, "test client")
-			if !good {
-				ok = false
-				return
-			}
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				d.errorf(v, "test client: bad IP address %q", s)
-				ok = false
-				return
-			}
-			tc.Client = a.Unmap()
+			d.scalar(v, "test client", func(s string) error {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return fmt.Errorf("bad IP address %q", s)
+				}
+				tc.Client = a.Unmap()
+				return nil
+			})
 		},
 		"expect": func(v *yaml.Node) {
 			hasExpect = true
-			s, good := d.str(v, "test expect")
-			if !good {
-				ok = false
-				return
-			}
-			a, err := ParseAction(s)
-			if err != nil {
-				d.errorf(v, "test expect: unknown expectation %q (want one of %s)", s, strings.Join(actionNames[:], ", "))
-				ok = false
-				return
-			}
-			tc.Expect = a
+			d.scalar(v, "test expect", func(s string) (err error) {
+				if tc.Expect, err = ParseAction(s); err != nil {
+					return fmt.Errorf("unknown expectation %q (want one of %s)", s, strings.Join(actionNames[:], ", "))
+				}
+				return nil
+			})
 		},
 	})
-	if resolve(n).Kind != yaml.MappingNode {
-		return tc, false
+	if resolve(n).Kind == yaml.MappingNode {
+		if !hasName {
+			d.errorf(n, "test: needs a name")
+		}
+		if !hasExpect {
+			d.errorf(n, "test: needs expect")
+		}
 	}
-	if !hasName {
-		d.errorf(n, "test: needs a name")
-		ok = false
-	}
-	if !hasExpect {
-		d.errorf(n, "test: needs expect")
-		ok = false
-	}
-	return tc, ok
+	return tc
 }
