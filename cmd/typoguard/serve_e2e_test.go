@@ -251,6 +251,16 @@ func TestE2ETransportsAndSpelling(t *testing.T) {
 			t.Errorf("mixed-case forward: question %q\n%s", r.question, r.out)
 		}
 	})
+	t.Run("rd and cd echoed", func(t *testing.T) {
+		r := g.dig(t, "+cdflag", "+nordflag", "army.ml", "MX")
+		if !r.hasFlag("cd") || r.hasFlag("rd") || !r.hasFlag("ra") || r.hasFlag("aa") {
+			t.Errorf("flags %v, want cd and ra, no rd or aa", r.flags)
+		}
+		r = g.dig(t, "www.example.com", "A")
+		if r.hasFlag("cd") || !r.hasFlag("rd") || !r.hasFlag("ra") || r.hasFlag("aa") {
+			t.Errorf("flags %v, want rd and ra, no cd or aa", r.flags)
+		}
+	})
 	t.Run("notimp for other opcodes", func(t *testing.T) {
 		if r := g.dig(t, "+opcode=status", "army.ml"); r.status != "NOTIMP" {
 			t.Errorf("opcode status: %s", r.status)
@@ -297,6 +307,39 @@ func TestE2EMalformedPacketsDoNotCrash(t *testing.T) {
 	}
 	if r := g.dig(t, "army.ml", "MX"); r.status != "NXDOMAIN" {
 		t.Fatalf("after malformed packets: %s", r.status)
+	}
+
+	// No question: FORMERR. A response: ignored, no reply at all. A fresh
+	// socket each, so no reply to the junk above is read.
+	exchange := func(m *dns.Msg) (*dns.Msg, error) {
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.Dial("udp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write(b)
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		buf := make([]byte, 1500)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		reply := new(dns.Msg)
+		return reply, reply.Unpack(buf[:n])
+	}
+	empty := &dns.Msg{MsgHdr: dns.MsgHdr{Id: 7, Opcode: dns.OpcodeQuery, RecursionDesired: true}}
+	if reply, err := exchange(empty); err != nil || reply.Rcode != dns.RcodeFormatError || reply.Id != 7 {
+		t.Errorf("no question: %v %v, want FORMERR with id 7", reply, err)
+	}
+	resp := new(dns.Msg)
+	resp.SetQuestion("army.ml.", dns.TypeMX)
+	resp.Response = true
+	if reply, err := exchange(resp); err == nil {
+		t.Errorf("a response got a reply: %v", reply)
 	}
 }
 
