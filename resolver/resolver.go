@@ -179,7 +179,11 @@ func (s *Server) newGroup(addrs []string, timeout time.Duration) upstream.Exchan
 		s.obs.Upstream(addr, rtt, err)
 	}}
 	for _, a := range addrs {
-		g.Servers = append(g.Servers, upstream.NewServer(a))
+		// The group shares out the time; a server needs no cap of its own
+		// below the policy's upstream_timeout.
+		srv := upstream.NewServer(a)
+		srv.Timeout = timeout
+		g.Servers = append(g.Servers, srv)
 	}
 	return g
 }
