@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -24,6 +26,32 @@ type Group struct {
 	// ("" when the Exchanger has no Address method), the time the try took
 	// and its error. A SERVFAIL or REFUSED reply is a try without error.
 	Observe func(addr string, rtt time.Duration, err error)
+
+	once sync.Once
+	// downUntil holds, per server, the Unix nanoseconds until which it is
+	// tried only after the others, having just failed.
+	downUntil []atomic.Int64
+}
+
+// downFor is how long a server that failed to answer is tried last.
+const downFor = 30 * time.Second
+
+// order returns the servers' indexes in the order to try them: the ones
+// that answered lately in their configured order, then the ones that failed
+// within downFor, also in order. A dead primary then costs one timeout
+// share per downFor, not one per query.
+func (g *Group) order(now time.Time) []int {
+	g.once.Do(func() { g.downUntil = make([]atomic.Int64, len(g.Servers)) })
+	up := make([]int, 0, len(g.Servers))
+	var down []int
+	for i := range g.Servers {
+		if g.downUntil[i].Load() > now.UnixNano() {
+			down = append(down, i)
+		} else {
+			up = append(up, i)
+		}
+	}
+	return append(up, down...)
 }
 
 // addresser is an Exchanger that can say where it sends queries.
@@ -50,13 +78,19 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		errs     []error
 		rejected *dns.Msg // the last SERVFAIL or REFUSED reply
 	)
-	for i, s := range g.Servers {
+	for n, i := range g.order(time.Now()) {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("forward %s: %d of %d upstreams not tried: %w",
-				describe(q), len(g.Servers)-i, len(g.Servers), err))
+				describe(q), len(g.Servers)-n, len(g.Servers), err))
 			break
 		}
-		r, err := g.try(ctx, s, q, len(g.Servers)-i)
+		r, err := g.try(ctx, g.Servers[i], q, len(g.Servers)-n)
+		switch {
+		case err == nil:
+			g.downUntil[i].Store(0)
+		case !errors.Is(ctx.Err(), context.Canceled): // the server failed, not the caller
+			g.downUntil[i].Store(time.Now().Add(downFor).UnixNano())
+		}
 		switch {
 		case err != nil:
 			errs = append(errs, err)

@@ -337,3 +337,31 @@ func TestGroupConcurrentExchanges(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestGroupTriesAFailedServerLast(t *testing.T) {
+	dead := fakeServer{addr: "dead", err: errors.New("connection refused")}
+	live := fakeServer{addr: "live", rcode: dns.RcodeSuccess}
+	obs := &observer{}
+	g := &upstream.Group{Servers: []upstream.Exchanger{dead, live}, Timeout: time.Second, Observe: obs.observe}
+	q := new(dns.Msg)
+	q.SetQuestion("army.mil.", dns.TypeMX)
+	for range 3 {
+		r, err := g.Exchange(context.Background(), q)
+		if err != nil || from(r) != "live" {
+			t.Fatalf("reply from %q, err %v", from(r), err)
+		}
+	}
+	// The first query found the primary dead; the next two went straight
+	// to the live server.
+	if got := obs.addrs(); got != "dead live live live" {
+		t.Errorf("tries %q, want %q", got, "dead live live live")
+	}
+
+	// With every server failing, each is still tried, in order.
+	g = &upstream.Group{Servers: []upstream.Exchanger{dead, fakeServer{addr: "dead2", err: errors.New("timeout")}}, Timeout: time.Second, Observe: (&observer{}).observe}
+	for range 2 {
+		if _, err := g.Exchange(context.Background(), q); err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("all failing: %v", err)
+		}
+	}
+}
