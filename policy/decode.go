@@ -252,10 +252,9 @@ type rawTest struct {
 }
 
 // decodeFile decodes the whole document into settings and raw rules.
-func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRule, []*yaml.Node) {
+func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRule) {
 	s := defaultSettings()
 	var rules []rawRule
-	var ruleNodes []*yaml.Node
 	d.mapping(root, "the policy file", map[string]field{
 		"version": func(v *yaml.Node) {
 			if n, ok := d.integer(v, "version"); ok {
@@ -324,7 +323,6 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		"answers": func(v *yaml.Node) { d.answers(v, &s.Answers) },
 		"rules": func(v *yaml.Node) {
 			for _, item := range d.list(v, "rules") {
-				ruleNodes = append(ruleNodes, item)
 				rules = append(rules, d.rule(item, now))
 			}
 		},
@@ -365,7 +363,7 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 			})
 		},
 	})
-	return s, rules, ruleNodes
+	return s, rules
 }
 
 // listenConflicts reports listen addresses that cannot all be bound: on

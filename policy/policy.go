@@ -74,7 +74,7 @@ func Parse(file string, src []byte, opts Options) (*Policy, error) {
 		doc = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: 1, Column: 1}
 	}
 	t := now()
-	settings, raws, _ := d.decodeFile(doc, t)
+	settings, raws := d.decodeFile(doc, t)
 	p := &Policy{Settings: settings, File: file}
 	if !p.Lookalikes.Configured() {
 		p.Lookalikes = LookalikeSettings{}

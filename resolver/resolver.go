@@ -233,6 +233,9 @@ func (s *Server) logQuery(client netip.Addr, req, reply *dns.Msg, res Result, to
 	if res.Decision.Rule != nil {
 		attrs = append(attrs, "rule", res.Decision.Rule.Name)
 	}
+	if res.Inspected != "" {
+		attrs = append(attrs, "via", res.Inspected)
+	}
 	s.log.Debug("query", attrs...)
 }
 
