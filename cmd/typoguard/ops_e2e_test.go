@@ -19,8 +19,7 @@ func msgIs(msg string) func(map[string]any) bool {
 }
 
 func TestE2EReloadOnSIGHUP(t *testing.T) {
-	digPath(t)
-	upstream := resolvertest.NewServer(t, resolvertest.NewZone(t, upstreamRecords...))
+	_, upstream := newUpstream(t)
 	g := startGuard(t, e2ePolicy(upstream, upstream, ""))
 	if r := g.dig(t, "www.example.com", "A"); r.status != "NOERROR" {
 		t.Fatalf("before: %s", r.status)
@@ -60,8 +59,7 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 }
 
 func TestE2EReloadOnFileChange(t *testing.T) {
-	digPath(t)
-	upstream := resolvertest.NewServer(t, resolvertest.NewZone(t, upstreamRecords...))
+	_, upstream := newUpstream(t)
 	g := startGuard(t, e2ePolicy(upstream, upstream, ""))
 	if r := g.dig(t, "www.example.com", "A"); r.status != "NOERROR" {
 		t.Fatalf("before: %s", r.status)
@@ -79,8 +77,7 @@ func TestE2EReloadOnFileChange(t *testing.T) {
 }
 
 func TestE2EReloadOnConfigMapSymlinkSwap(t *testing.T) {
-	digPath(t)
-	upstream := resolvertest.NewServer(t, resolvertest.NewZone(t, upstreamRecords...))
+	_, upstream := newUpstream(t)
 	// The kubelet's layout: policy.yaml -> ..data/policy.yaml, ..data ->
 	// ..v1; an update writes ..v2 and renames a new ..data link over the old.
 	dir := t.TempDir()
@@ -107,9 +104,7 @@ func TestE2EReloadOnConfigMapSymlinkSwap(t *testing.T) {
 }
 
 func TestE2EMetricsAndHealth(t *testing.T) {
-	digPath(t)
-	zone := resolvertest.NewZone(t, upstreamRecords...)
-	upstream := resolvertest.NewServer(t, zone)
+	_, upstream := newUpstream(t)
 	g := startGuard(t, e2ePolicy(upstream, upstream, "")+"metrics: 127.0.0.1:0\n")
 	if g.metrics == "" {
 		t.Fatal("no metrics listener logged")

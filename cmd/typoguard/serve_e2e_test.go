@@ -73,6 +73,15 @@ rules:
 %s`, upstream, corp, extra)
 }
 
+// newUpstream checks that dig is there and starts a fake upstream that
+// knows upstreamRecords.
+func newUpstream(t *testing.T) (*resolvertest.Zone, string) {
+	t.Helper()
+	digPath(t)
+	zone := resolvertest.NewZone(t, upstreamRecords...)
+	return zone, resolvertest.NewServer(t, zone)
+}
+
 // newE2E starts the fake upstreams and a guard in front of them.
 func newE2E(t *testing.T) (*guard, *resolvertest.Zone, func()) {
 	t.Helper()
@@ -269,9 +278,7 @@ func TestE2ETransportsAndSpelling(t *testing.T) {
 }
 
 func TestE2EClientOutsideACL(t *testing.T) {
-	digPath(t)
-	zone := resolvertest.NewZone(t, upstreamRecords...)
-	upstream := resolvertest.NewServer(t, zone)
+	zone, upstream := newUpstream(t)
 	g := startGuard(t, strings.Replace(e2ePolicy(upstream, upstream, ""), "allow: [127.0.0.0/8]", "allow: [127.0.0.2/32]", 1))
 	r := g.dig(t, "-b", "127.0.0.1", "www.example.com", "A")
 	if r.status != "REFUSED" || !strings.HasPrefix(r.ede, "18 (Prohibited)") {
