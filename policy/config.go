@@ -3,6 +3,8 @@ package policy
 import (
 	"net/netip"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Settings are the parts of a policy file other than rules: where to listen,
@@ -46,13 +48,21 @@ type AnswerSettings struct {
 	SinkholeMX   string        // lower-case FQDN with trailing dot, answered locally
 }
 
-// LookalikeSettings name the domains whose one-typo lookalikes are to be
-// blocked. They are validated, but this version does not enforce them yet.
+// LookalikeSettings name the domains the organisation writes to, whose
+// lookalikes are blocked without being listed.
 type LookalikeSettings struct {
-	Protect []string // normalized domains
-	Types   []uint16
-	Action  Action
-	Pos     Position // of the lookalikes key; zero when absent
+	Protect    []string   // registrable domains, normalized
+	ProtectPos []Position // of each protect entry
+	Allow      []string   // near-names that are never lookalikes, nor names under them
+	AllowPos   []Position
+	Types      []uint16 // default MX, A, AAAA, ANY
+	Action     Action   // a blocking action; default nxdomain
+	Mode       Mode
+	Clients    []string // client group names; empty: every client
+	Pos        Position // of the lookalikes key; zero when absent
+
+	types       typeSet
+	clientNodes []*yaml.Node
 }
 
 // Configured reports whether the policy file has a lookalikes section.

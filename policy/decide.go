@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // Decision is what the policy says about one query.
@@ -13,8 +15,25 @@ type Decision struct {
 	// the upstreams.
 	Rule *Rule
 	// Domain is the suffix of the query name that the rule matched, as the
-	// query spelled it: the owner of a synthesized SOA.
+	// query spelled it: the owner of a synthesized SOA. For a lookalike it
+	// is the lookalike domain (army.ml for mail.army.ml).
 	Domain string
+	// Lookalike is set (Kind not KindNone) when the rule is lookalike
+	// protection's: which protected domain the name looks like, and how.
+	Lookalike Lookalike
+}
+
+// Text describes the decision for people: "army.ml looks like army.mil
+// (letter dropped from the suffix)", or for a listed domain `rule
+// "mali-is-not-mil" (nxdomain)`. EDE texts, audit lines and explain share it.
+func (d Decision) Text() string {
+	if d.Lookalike.Kind != KindNone {
+		return strings.ToLower(d.Lookalike.Name) + " looks like " + d.Lookalike.Of + " (" + d.Lookalike.String() + ")"
+	}
+	if d.Rule == nil {
+		return "no rule applies"
+	}
+	return "rule " + strconv.Quote(d.Rule.Name) + " (" + d.Action.String() + ")"
 }
 
 // Blocked reports whether the answer comes from the policy instead of the
@@ -67,7 +86,40 @@ func (p *Policy) Decide(client netip.Addr, name string, qtype uint16) Decision {
 		}
 		h = (h ^ uint64(c)) * fnvPrime
 	}
+	if p.look != nil {
+		return p.decideLookalike(client, name, qtype, best)
+	}
 	return best
+}
+
+// decideLookalike returns the lookalike decision for name when it is a
+// lookalike that lookalike protection covers for this type and client, and
+// no rule on a domain as specific or more (such as an allow exception)
+// decides first; otherwise it returns best.
+func (p *Policy) decideLookalike(client netip.Addr, name string, qtype uint16, best Decision) Decision {
+	if !p.lookRules[0].applies(client, qtype) {
+		return best
+	}
+	m, ok := p.look.find(name, -1, true)
+	if !ok {
+		return best
+	}
+	domain := name[m.start:]
+	if best.Rule != nil && labelCount(best.Domain) >= labelCount(domain) {
+		return best
+	}
+	r := &p.lookRules[m.id]
+	return Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: domain,
+		Lookalike: Lookalike{Of: p.look.protected[m.id].name, Name: strings.TrimSuffix(domain, "."), Kind: m.kind, Unicode: m.unicode}}
+}
+
+// labelCount counts the labels of a name, with or without the trailing dot.
+func labelCount(name string) int {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" {
+		return 0
+	}
+	return strings.Count(name, ".") + 1
 }
 
 // firstApplying returns the first rule, in file order, tied to the entry at

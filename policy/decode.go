@@ -601,21 +601,44 @@ func (d *decoder) rule(n *yaml.Node, now time.Time) rawRule {
 func (d *decoder) lookalikes(v *yaml.Node) LookalikeSettings {
 	l := LookalikeSettings{Pos: d.pos(resolve(v)), Action: ActionNXDomain,
 		Types: []uint16{TypeMX, TypeA, TypeAAAA, TypeANY}}
+	for _, t := range l.Types {
+		l.types.add(t)
+	}
+	seen := map[string]Position{}
+	hasProtect := false
 	d.mapping(v, "lookalikes", map[string]field{
 		"protect": func(v *yaml.Node) {
+			hasProtect = true
 			d.strs(v, "lookalikes.protect", func(n *yaml.Node, s string) {
-				name, below, err := normalizeDomain(s)
-				if err == nil && below {
-					err = fmt.Errorf("protect names a domain, not a wildcard")
-				}
+				name, err := protectedName(s)
 				if err != nil {
 					d.errorf(n, "lookalikes.protect: %v", err)
 					return
 				}
+				if first, dup := seen[name]; dup {
+					d.errorf(n, "lookalikes.protect: %s is already protected at line %d", name, first.Line)
+					return
+				}
+				seen[name] = d.pos(n)
 				l.Protect = append(l.Protect, name)
+				l.ProtectPos = append(l.ProtectPos, d.pos(n))
 			})
 		},
-		"types": func(v *yaml.Node) { l.Types, _ = d.types(v, "lookalikes.types") },
+		"allow": func(v *yaml.Node) {
+			d.strs(v, "lookalikes.allow", func(n *yaml.Node, s string) {
+				name, below, err := normalizeDomain(s)
+				if err == nil && below {
+					err = fmt.Errorf("allow names a domain and everything under it; write it without \"*.\"")
+				}
+				if err != nil {
+					d.errorf(n, "lookalikes.allow: %v", err)
+					return
+				}
+				l.Allow = append(l.Allow, name)
+				l.AllowPos = append(l.AllowPos, d.pos(n))
+			})
+		},
+		"types": func(v *yaml.Node) { l.Types, l.types = d.types(v, "lookalikes.types") },
 		"action": func(v *yaml.Node) {
 			if s, ok := d.str(v, "lookalikes.action"); ok {
 				a, err := ParseAction(s)
@@ -629,8 +652,48 @@ func (d *decoder) lookalikes(v *yaml.Node) LookalikeSettings {
 				}
 			}
 		},
+		"mode": func(v *yaml.Node) {
+			d.scalar(v, "lookalikes.mode", func(s string) (err error) {
+				l.Mode, err = ParseMode(s)
+				return err
+			})
+		},
+		"clients": func(v *yaml.Node) {
+			d.strs(v, "lookalikes.clients", func(n *yaml.Node, s string) {
+				l.clientNodes = append(l.clientNodes, n)
+				l.Clients = append(l.Clients, s)
+			})
+		},
 	})
+	if resolve(v).Kind == yaml.MappingNode && !hasProtect {
+		d.errorf(v, "lookalikes: needs protect, the domains whose lookalikes are blocked")
+	}
 	return l
+}
+
+// protectedName normalizes a lookalikes.protect entry, which must be a
+// registrable domain: one label under a public suffix of the ICANN section
+// of the public-suffix list.
+func protectedName(s string) (string, error) {
+	name, below, err := normalizeDomain(s)
+	if err != nil {
+		return "", err
+	}
+	if below {
+		return "", fmt.Errorf("protect names a domain, not a wildcard")
+	}
+	suffix, ok := icannSuffix(name)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("%s: its top-level domain is not in the public-suffix list", name)
+	case suffix == name:
+		return "", fmt.Errorf("%s is a public suffix, not a domain an organisation writes to", name)
+	}
+	if label := name[:len(name)-len(suffix)-1]; strings.Contains(label, ".") {
+		reg := label[strings.LastIndexByte(label, '.')+1:] + "." + suffix
+		return "", fmt.Errorf("%s is below its registrable domain %s: protect %s, which covers every name under it", name, reg, reg)
+	}
+	return name, nil
 }
 
 func (d *decoder) testCase(n *yaml.Node) TestCase {

@@ -43,6 +43,10 @@ type Policy struct {
 	rules    []Rule
 	table    *table
 	warnings []Warning
+	// look finds lookalikes of lookalikes.protect; nil when the section is
+	// absent. lookRules holds one rule per protected domain, by index.
+	look      *lookalikeIndex
+	lookRules []Rule
 }
 
 // Rules returns the policy's rules in file order. The caller must not
@@ -195,6 +199,44 @@ func (c *compiler) compile(raws []rawRule) {
 			c.addList(r, idx, c.listPath(r.DomainsFrom[j]), data, skip)
 		}
 		p.rules[i] = r.Rule
+	}
+	c.compileLookalikes(groups)
+}
+
+// compileLookalikes indexes lookalikes.protect and makes the rule that
+// decides each protected domain's lookalikes, named "lookalike of DOMAIN".
+func (c *compiler) compileLookalikes(groups map[string]*ClientGroup) {
+	l := &c.p.Lookalikes
+	if !l.Configured() || len(l.Protect) == 0 {
+		return
+	}
+	var clients []netip.Prefix
+	for j, n := range l.clientNodes {
+		g, ok := groups[l.Clients[j]]
+		if !ok {
+			c.d.errorf(n, "lookalikes.clients: no client group named %q (define it under client_groups)", l.Clients[j])
+			continue
+		}
+		clients = append(clients, g.Prefixes...)
+	}
+	if l.Action == ActionSinkhole && !c.p.Answers.SinkholeIPv4.IsValid() && !c.p.Answers.SinkholeIPv6.IsValid() {
+		c.d.errorf(nodeAt(l.Pos), "lookalikes: action sinkhole needs answers.sinkhole_ipv4 or answers.sinkhole_ipv6")
+	}
+	c.p.look = newLookalikeIndex(l.Protect, l.Allow)
+	c.p.lookRules = make([]Rule, len(c.p.look.protected))
+	for i, d := range c.p.look.protected {
+		c.p.lookRules[i] = Rule{
+			Name:        "lookalike of " + d.name,
+			Domains:     []string{d.name},
+			DomainCount: 1,
+			Types:       l.Types,
+			Action:      l.Action,
+			Mode:        l.Mode,
+			Clients:     l.Clients,
+			Pos:         l.ProtectPos[i],
+			types:       l.types,
+			clients:     clients,
+		}
 	}
 }
 
@@ -397,10 +439,7 @@ func (c *compiler) warn() {
 		p.warnings = append(p.warnings, Warning{Pos: Position{File: p.File, Line: 1, Col: 1},
 			Msg: "no rules: every query is forwarded"})
 	}
-	if p.Lookalikes.Configured() {
-		p.warnings = append(p.warnings, Warning{Pos: p.Lookalikes.Pos,
-			Msg: fmt.Sprintf("lookalikes is not enforced yet: names one typo away from %s are NOT blocked by this version; list them in a rule", strings.Join(p.Lookalikes.Protect, ", "))})
-	}
+	c.warnLookalikes()
 }
 
 // findShadowed counts, for every rule, the domains on which an earlier rule

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -64,12 +63,17 @@ func Synthesize(req *dns.Msg, d policy.Decision, a policy.AnswerSettings) *dns.M
 	return m
 }
 
-// ruleText names the deciding rule for the EDE text and logs.
+// ruleText names the deciding rule for the EDE text: `typoguard rule
+// "mali-is-not-mil" (nxdomain)`, or for a lookalike "typoguard: army.ml
+// looks like army.mil (letter dropped from the suffix)".
 func ruleText(d policy.Decision) string {
-	if d.Rule == nil {
+	switch {
+	case d.Rule == nil:
 		return "typoguard"
+	case d.Lookalike.Kind != policy.KindNone:
+		return "typoguard: " + d.Text()
 	}
-	return "typoguard rule " + strconv.Quote(d.Rule.Name) + " (" + d.Action.String() + ")"
+	return "typoguard " + d.Text()
 }
 
 // sinkholeRecords answers MX with the sinkhole exchange and its addresses,

@@ -465,6 +465,9 @@ func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via
 		"mode", d.Mode.String(),
 		"cached", cached,
 	}
+	if l := d.Lookalike; l.Kind != policy.KindNone {
+		attrs = append(attrs, "looks_like", l.Of, "kind", l.String())
+	}
 	if via != "" {
 		attrs = append(attrs, "via", via)
 	}

@@ -113,6 +113,7 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 			fmt.Fprintln(w)
 		}
 	}
+	printLookalikeSummary(w, p)
 	upstreams := "the nameservers of /etc/resolv.conf"
 	if len(p.Upstreams) > 0 {
 		upstreams = strings.Join(p.Upstreams, ", ")
@@ -145,4 +146,38 @@ func domainsText(r *policy.Rule) string {
 		s += fmt.Sprintf("+%d from %s", r.DomainCount-len(r.Domains), strings.Join(r.DomainsFrom, ","))
 	}
 	return s
+}
+
+// printLookalikeSummary describes lookalike protection: what it protects,
+// how it answers, and how many listed variants of each kind it blocks.
+func printLookalikeSummary(w io.Writer, p *policy.Policy) {
+	rules := p.LookalikeRules()
+	if len(rules) == 0 {
+		return
+	}
+	l := p.Lookalikes
+	types := make([]string, len(l.Types))
+	for i, t := range l.Types {
+		types[i] = policy.TypeString(t)
+	}
+	who := "every client"
+	if len(l.Clients) > 0 {
+		who = "clients " + strings.Join(l.Clients, ",")
+	}
+	fmt.Fprintf(w, "  lookalikes:    of %s: %s (%s) for %s; %s\n", strings.Join(l.Protect, ", "), l.Action, l.Mode, strings.Join(types, ","), who)
+	counts := p.LookalikeCounts()
+	total := 0
+	var parts []string
+	for _, k := range policy.Kinds() {
+		if n := counts[k]; n > 0 {
+			total += n
+			parts = append(parts, fmt.Sprintf("%s %d", k, n))
+		}
+	}
+	fmt.Fprintf(w, "                 %d listed variants: %s\n", total, strings.Join(parts, ", "))
+	fmt.Fprintln(w, "                 and by rule: dot games under any suffix, Unicode look-alikes, every name under a lookalike")
+	if len(l.Allow) > 0 {
+		fmt.Fprintf(w, "                 never blocked as lookalikes: %s\n", strings.Join(l.Allow, ", "))
+	}
+	fmt.Fprintf(w, "                 review them with: typoguard lookalikes -config %s\n", p.File)
 }

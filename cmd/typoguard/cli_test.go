@@ -60,7 +60,9 @@ func TestCheckExamplePolicy(t *testing.T) {
 	for _, want := range []string{
 		"testdata/example.yaml: OK",
 		"our-partner-in-mali: partner.ml; expires 2099-06-30",
-		"lookalikes is not enforced yet",
+		"lookalikes:    of army.mil, navy.mil, mod.uk: nxdomain (enforce) for MX,A,AAAA,ANY; every client",
+		"letter dropped from the suffix 4,",
+		"never blocked as lookalikes: arm.mil",
 		"negative trust anchor",
 	} {
 		if !strings.Contains(out, want) {
@@ -82,6 +84,9 @@ func TestExplain(t *testing.T) {
 		{"null-mx", []string{"army-mil.example", "MX"}, "explain-null-mx.txt"},
 		{"sinkhole", []string{"hq.nvy.mil", "MX"}, "explain-sinkhole.txt"},
 		{"monitor", []string{"example-trial.com", "MX"}, "explain-monitor.txt"},
+		{"listed domain", []string{"malijet.ml", "MX"}, "explain-malijet.ml-MX.txt"},
+		{"lookalike under a lookalike", []string{"smtp.arny.mil", "A"}, "explain-lookalike.txt"},
+		{"lookalike exempted", []string{"arm.mil", "MX"}, "explain-lookalike-allowed.txt"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,10 +98,18 @@ func TestExplain(t *testing.T) {
 			golden(t, tc.golden, out)
 		})
 	}
-	out, _, _ := runBinary(t, "explain", "-config", example, "army.ml", "MX")
+	out, _, _ := runBinary(t, "explain", "-config", example, "malijet.ml", "MX")
 	for _, want := range []string{`"mali-is-not-mil" at testdata/example.yaml:35:5`, "status: NXDOMAIN", "AUTHORITY SECTION", "IN\tSOA", "EDE: 15 (Blocked)"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("explain army.ml MX lacks %q:\n%s", want, out)
+			t.Errorf("explain malijet.ml MX lacks %q:\n%s", want, out)
+		}
+	}
+	// A lookalike is a more specific match than the rule on ml.
+	out, _, _ = runBinary(t, "explain", "-config", example, "mail.army.ml", "MX")
+	for _, want := range []string{`"lookalike of army.mil" at testdata/example.yaml:`, "why:      army.ml looks like army.mil (letter dropped from the suffix)",
+		"army.ml.\t300\tIN\tSOA", "typoguard: army.ml looks like army.mil (letter dropped from the suffix)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain mail.army.ml MX lacks %q:\n%s", want, out)
 		}
 	}
 	out, _, _ = runBinary(t, "explain", "-config", example, "partner.ml", "MX")
@@ -134,7 +147,7 @@ func TestTestCommand(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit %d with a broken expectation, want 1", code)
 	}
-	if !strings.Contains(out, file+":89:5: partner.ml MX: expected nxdomain, got allow") || !strings.HasSuffix(out, " passed, 1 failed\n") {
+	if !strings.Contains(out, file+":92:5: partner.ml MX: expected nxdomain, got allow") || !strings.HasSuffix(out, " passed, 1 failed\n") {
 		t.Errorf("output:\n%s", out)
 	}
 }
@@ -145,7 +158,9 @@ func TestUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
-	if _, errOut, code := runBinary(t, "lookalikes", "army.mil"); code != 2 || !strings.Contains(errOut, "not available yet") {
-		t.Errorf("lookalikes: exit %d %q", code, errOut)
+	for _, args := range [][]string{{"lookalikes"}, {"lookalikes", "army.mil", "-check"}} {
+		if _, _, code := runBinary(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 }

@@ -61,6 +61,9 @@ func printExplanation(w io.Writer, p *policy.Policy, client netip.Addr, qtype ui
 	if d.Rule != nil {
 		fmt.Fprintf(w, "rule:     %q at %s (%s, %s)\n", d.Rule.Name, d.Rule.Pos, d.Rule.Action, d.Rule.Mode)
 		fmt.Fprintf(w, "matched:  %s.\n", strings.TrimSuffix(strings.ToLower(d.Domain), "."))
+		if d.Lookalike.Kind != policy.KindNone {
+			fmt.Fprintf(w, "why:      %s\n", d.Text())
+		}
 		if d.Rule.Exception() && (d.Rule.Reason != "" || d.Rule.Owner != "" || !d.Rule.Expires.IsZero()) {
 			fmt.Fprintf(w, "why:      %q, owner %s, expires %s\n", d.Rule.Reason, d.Rule.Owner, expiresText(d.Rule))
 		}

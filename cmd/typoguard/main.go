@@ -5,7 +5,7 @@
 //	typoguard check -config FILE
 //	typoguard explain -config FILE [-client IP] NAME [TYPE]
 //	typoguard test -config FILE
-//	typoguard lookalikes DOMAIN...
+//	typoguard lookalikes [-config FILE] [DOMAIN...] [-check NAME...]
 package main
 
 import (
@@ -26,7 +26,8 @@ usage:
   typoguard explain -config FILE [-client IP] NAME [TYPE]
                                                        which rule decides a query, and the exact answer
   typoguard test -config FILE                          run the policy's tests: offline
-  typoguard lookalikes DOMAIN...                       the lookalikes typoguard would block (not built yet)
+  typoguard lookalikes [-config FILE] [DOMAIN...] [-check NAME...]
+                                                       the lookalikes typoguard blocks, by kind; -check judges names
 `
 
 func main() {
@@ -109,10 +110,4 @@ func printLoadError(w io.Writer, err error) {
 		return
 	}
 	fmt.Fprintln(w, "typoguard:", err)
-}
-
-func lookalikes(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "typoguard lookalikes: not available yet: lookalike detection is not built in this version.")
-	fmt.Fprintln(stderr, "lookalikes.protect in a policy is parsed and validated, but NOT enforced; list lookalike domains in a rule instead.")
-	return 2
 }
