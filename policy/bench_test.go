@@ -127,3 +127,77 @@ func lastName(list []byte) string {
 	list = bytes.TrimSpace(list)
 	return string(list[bytes.LastIndexByte(list, '\n')+1:])
 }
+
+// protectedDomains makes n distinct registrable domains shaped like the
+// ones an organisation writes to, the first of them army.mil.
+func protectedDomains(n int) []string {
+	rng := rand.New(rand.NewPCG(3, 4))
+	words := []string{"army", "navy", "defence", "ministry", "agency", "health", "police", "council", "office", "mission", "embassy", "command"}
+	suffixes := []string{"mil", "gov", "gov.uk", "int", "de", "fr", "org", "com", "co.uk", "nato.int"}
+	out := []string{"army.mil"}
+	seen := map[string]bool{"army.mil": true}
+	for len(out) < n {
+		d := fmt.Sprintf("%s%s%d.%s", words[rng.IntN(len(words))], words[rng.IntN(len(words))], rng.IntN(1000), suffixes[rng.IntN(len(suffixes))])
+		if _, _, ok := splitRegistrable(d); ok && !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// BenchmarkDecideLookalikes decides queries with lookalike protection on.
+func BenchmarkDecideLookalikes(b *testing.B) {
+	client := netip.MustParseAddr("10.0.5.7")
+	for _, n := range []int{10, 1000} {
+		p, err := ForDomains(protectedDomains(n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []struct{ name, qname string }{
+			{"forwarded", "www.example.com."},
+			{"forwarded-long", "static.cdn.images.example-content-delivery.net."},
+			{"protected", "mail.army.mil."},
+			{"suffix-typo", "army.ml."},
+			{"label-typo", "mail.arny.mil."},
+			{"dot-game", "army.mil-mail.net."},
+			{"idn", "xn--rmy-5cd.mil."},
+		} {
+			b.Run(fmt.Sprintf("%dprotected/%s", n, c.name), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					p.Decide(client, c.qname, TypeMX)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLoadLookalikes compiles 1,000 protected domains and reports the
+// heap they keep.
+func BenchmarkLoadLookalikes(b *testing.B) {
+	domains := protectedDomains(1000)
+	var src bytes.Buffer
+	src.WriteString("lookalikes:\n  protect:\n")
+	for _, d := range domains {
+		fmt.Fprintf(&src, "    - %s\n", d)
+	}
+	b.ReportAllocs()
+	var p *Policy
+	for b.Loop() {
+		var err error
+		if p, err = Parse("look.yaml", src.Bytes(), Options{Now: testNow}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	var before, after runtime.MemStats
+	p = nil
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p, _ = Parse("look.yaml", src.Bytes(), Options{Now: testNow})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-kept")
+	runtime.KeepAlive(p)
+}

@@ -69,10 +69,38 @@ type lookalikeIndex struct {
 	// army-mil) as they appear inside another name.
 	dotted    map[string]variantHit
 	maxDotted int // longest key of dotted
+	// keys holds the hashName of every key of the string maps above and
+	// nearKeys the keys of near, so that most lookups of a name that is
+	// no lookalike end at a bit test.
+	keys, nearBits filter
 }
 
-// maxLabels bounds the labels of a DNS name (RFC 1035: 255 octets).
-const maxLabels = 128
+// filter is a Bloom filter with two probes: has never misses a key that
+// was added, and is wrong for about one key in seventy that was not.
+type filter struct {
+	bits []uint64
+	mask uint64
+}
+
+// newFilter sizes a filter for n keys at 16 bits a key.
+func newFilter(n int) filter {
+	size := uint64(1024)
+	for size < uint64(n)*16 {
+		size *= 2
+	}
+	return filter{bits: make([]uint64, size/64), mask: size - 1}
+}
+
+func (f *filter) add(h uint64) {
+	a, b := h&f.mask, (h>>32|h<<32)&f.mask
+	f.bits[a/64] |= 1 << (a % 64)
+	f.bits[b/64] |= 1 << (b % 64)
+}
+
+func (f *filter) has(h uint64) bool {
+	a, b := h&f.mask, (h>>32|h<<32)&f.mask
+	return f.bits[a/64]&(1<<(a%64)) != 0 && f.bits[b/64]&(1<<(b%64)) != 0
+}
 
 // icannSuffix returns the ICANN public suffix of a lower-case name without
 // trailing dot, skipping the private section (hosting platforms such as
@@ -124,7 +152,7 @@ func newLookalikeIndex(protect, allow []string) *lookalikeIndex {
 	for _, a := range allow {
 		x.allow[a] = struct{}{}
 	}
-	var keys [3 * 64]uint64
+	typosOf := map[string][]variant{} // the suffixes' typos, worked out once each
 	for _, name := range protect {
 		if _, dup := x.byName[name]; dup {
 			continue
@@ -141,15 +169,19 @@ func newLookalikeIndex(protect, allow []string) *lookalikeIndex {
 		x.suffixes[suffix] = struct{}{}
 		x.labels[label] = append(x.labels[label], id)
 		x.whole[polyHash(label)] = appendID(x.whole[polyHash(label)], id)
-		k := nearKeys(keys[:0], label)
-		k = nearKeys(k, d.skeleton[0])
-		if d.skeleton[1] != d.skeleton[0] {
-			k = nearKeys(k, d.skeleton[1])
-		}
-		for _, key := range k {
+		addNear := func(key uint64) bool {
 			x.near[key] = appendID(x.near[key], id)
+			return true
 		}
-		for _, v := range suffixTypos(suffix) {
+		nearKeys(label, addNear)
+		nearKeys(d.skeleton[0], addNear)
+		nearKeys(d.skeleton[1], addNear)
+		typos, ok := typosOf[suffix]
+		if !ok {
+			typos = suffixTypos(suffix)
+			typosOf[suffix] = typos
+		}
+		for _, v := range typos {
 			if _, taken := x.exact[label+"."+v.name]; !taken {
 				x.exact[label+"."+v.name] = variantHit{id: id, kind: v.kind}
 			}
@@ -163,6 +195,29 @@ func newLookalikeIndex(protect, allow []string) *lookalikeIndex {
 				}
 			}
 		}
+	}
+	x.keys = newFilter(len(x.byName) + len(x.allow) + len(x.suffixes) + len(x.exact) + len(x.labels) + len(x.dotted))
+	for _, m := range []map[string]int32{x.byName} {
+		for k := range m {
+			x.keys.add(hashName(k))
+		}
+	}
+	for _, m := range []map[string]struct{}{x.allow, x.suffixes} {
+		for k := range m {
+			x.keys.add(hashName(k))
+		}
+	}
+	for _, m := range []map[string]variantHit{x.exact, x.dotted} {
+		for k := range m {
+			x.keys.add(hashName(k))
+		}
+	}
+	for k := range x.labels {
+		x.keys.add(hashName(k))
+	}
+	x.nearBits = newFilter(len(x.near))
+	for k := range x.near {
+		x.nearBits.add(k)
 	}
 	return x
 }
@@ -327,8 +382,7 @@ func (x *lookalikeIndex) findFolded(name string, self int32) (lookalikeMatch, bo
 
 // findFoldedAs judges the IDN name by its ASCII form folded.
 func (x *lookalikeIndex) findFoldedAs(name, folded string, self int32) (lookalikeMatch, bool) {
-	var dotsBuf [maxLabels]int
-	nd := labelDots(folded, dotsBuf[:0])
+	nd := labelDots(folded, nil)
 	m, ok := x.findLower(folded, self)
 	if ok {
 		m.unicode = true
@@ -358,7 +412,7 @@ func (x *lookalikeIndex) findFoldedAs(name, folded string, self int32) (lookalik
 
 // labelDots appends the offsets of the dots of name to dots.
 func labelDots(name string, dots []int) []int {
-	for i := 0; i < len(name) && len(dots) < cap(dots); i++ {
+	for i := 0; i < len(name); i++ {
 		if name[i] == '.' {
 			dots = append(dots, i)
 		}
@@ -394,18 +448,37 @@ func (x *lookalikeIndex) exempt(name string) bool {
 
 // findLower judges a lower-case name without trailing dot.
 func (x *lookalikeIndex) findLower(name string, self int32) (lookalikeMatch, bool) {
-	var dotsBuf [maxLabels]int
+	var dotsBuf [15]int
 	dots := labelDots(name, dotsBuf[:0])
+	// tails[i+1] is the hashName of the tail after dot i (tails[0]: the
+	// whole name), hashed from the last byte as hashName does.
+	var tailsBuf [16]uint64
+	tails := tailsBuf[:]
+	if len(dots)+1 > len(tails) {
+		tails = make([]uint64, len(dots)+1)
+	}
+	h := uint64(fnvOffset)
+	for i, end := len(dots)-1, len(name); i >= -1; i-- {
+		start := after(dots, i)
+		for j := end - 1; j >= start; j-- {
+			h = (h ^ uint64(name[j])) * fnvPrime
+		}
+		tails[i+1] = h
+		h = (h ^ '.') * fnvPrime
+		end = start - 1
+	}
 	// A protected domain, any name under one, and exempted names are never
 	// lookalikes: a protected domain is a registrable domain, so a name
 	// under it ends with it.
 	for i := -1; i < len(dots); i++ {
-		tail := name[after(dots, i):]
-		if id, ok := x.byName[tail]; ok && id != self {
+		if !x.keys.has(tails[i+1]) {
+			continue
+		}
+		if id, ok := x.byName[name[after(dots, i):]]; ok && id != self {
 			return lookalikeMatch{}, false
 		}
 	}
-	if m, ok := x.findRegistrable(name, dots, self); ok {
+	if m, ok := x.findRegistrable(name, dots, tails, self); ok {
 		return m, true
 	}
 	return x.findDotted(name, self)
@@ -415,12 +488,15 @@ func (x *lookalikeIndex) findLower(name string, self int32) (lookalikeMatch, boo
 // a suffix typo, a label typo or look-alike, a second-level suffix added
 // or dropped, a label split by a dot. Each candidate is confirmed against
 // the public-suffix list.
-func (x *lookalikeIndex) findRegistrable(name string, dots []int, self int32) (lookalikeMatch, bool) {
+func (x *lookalikeIndex) findRegistrable(name string, dots []int, tails []uint64, self int32) (lookalikeMatch, bool) {
 	for i := len(dots) - 1; i >= -1; i-- {
 		start := after(dots, i)
 		tail := name[start:]
-		if h, ok := x.exact[tail]; ok && h.id != self && x.confirm(name, tail) {
-			return lookalikeMatch{id: h.id, kind: h.kind, start: start}, true
+		known := x.keys.has(tails[i+1])
+		if known {
+			if h, ok := x.exact[tail]; ok && h.id != self && x.confirm(name, tail) {
+				return lookalikeMatch{id: h.id, kind: h.kind, start: start}, true
+			}
 		}
 		if i < 0 {
 			break
@@ -428,7 +504,7 @@ func (x *lookalikeIndex) findRegistrable(name string, dots []int, self int32) (l
 		// tail is a candidate suffix; label the label before it.
 		rs := after(dots, i-1)
 		label := name[rs:dots[i]]
-		if _, ok := x.suffixes[tail]; ok {
+		if _, ok := x.suffixes[tail]; known && ok {
 			if m, ok := x.findLabelTypo(name, label, tail, rs, self); ok {
 				return m, true
 			}
@@ -437,6 +513,9 @@ func (x *lookalikeIndex) findRegistrable(name string, dots []int, self int32) (l
 					return m, true
 				}
 			}
+		}
+		if !x.keys.has(hashName(label)) {
+			continue
 		}
 		for _, id := range x.labels[label] {
 			d := &x.protected[id]
@@ -473,18 +552,14 @@ func (x *lookalikeIndex) findLabelTypo(name, label, suffix string, start int, se
 	if len(label) > 63 {
 		return lookalikeMatch{}, false
 	}
-	var keyBuf [3 * 64]uint64
 	var leftBuf, rightBuf [64]byte
-	keys := nearKeys(keyBuf[:0], label)
 	left := skeleton(leftBuf[:0], label)
 	right := skeletonRight(rightBuf[:0], label)
-	if string(left) != label {
-		keys = nearKeys(keys, string(left))
-	}
-	if string(right) != string(left) {
-		keys = nearKeys(keys, string(right))
-	}
-	for _, key := range keys {
+	var found lookalikeMatch
+	probe := func(key uint64) bool {
+		if !x.nearBits.has(key) {
+			return true
+		}
 		for _, id := range x.near[key] {
 			d := &x.protected[id]
 			if id == self || d.suffix != suffix || d.label == label {
@@ -495,9 +570,20 @@ func (x *lookalikeIndex) findLabelTypo(name, label, suffix string, start int, se
 				kind = KindLookAlike
 			}
 			if kind != KindNone && x.confirm(name, name[start:]) {
-				return lookalikeMatch{id: id, kind: kind, start: start}, true
+				found = lookalikeMatch{id: id, kind: kind, start: start}
+				return false
 			}
 		}
+		return true
+	}
+	if !nearKeys(label, probe) {
+		return found, true
+	}
+	if string(left) != label && !nearKeys(string(left), probe) {
+		return found, true
+	}
+	if string(right) != string(left) && !nearKeys(string(right), probe) {
+		return found, true
 	}
 	return lookalikeMatch{}, false
 }
@@ -543,6 +629,9 @@ func (x *lookalikeIndex) findDotted(name string, self int32) (lookalikeMatch, bo
 	for i := 0; ; {
 		for j := i + 1; j < len(name) && j-i <= x.maxDotted; j++ {
 			if c := name[j]; c != '.' && c != '-' {
+				continue
+			}
+			if !x.keys.has(hashName(name[i:j])) {
 				continue
 			}
 			h, ok := x.dotted[name[i:j]]
@@ -595,24 +684,37 @@ func polyHash2(a, b string) uint64 {
 	return finish(h, len(a)+len(b))
 }
 
-// nearKeys appends the hash of s and of each string s less one character
-// (its deletion neighbourhood) to dst; s is at most 64 bytes.
-func nearKeys(dst []uint64, s string) []uint64 {
+// polyInverse is the inverse of polyBase modulo 2^64 (polyBase is odd).
+const polyInverse = 0xce965057aff6957b
+
+// nearKeys calls fn with the hash of s and of each string s less one
+// character (its deletion neighbourhood), each once, until fn returns
+// false. The hashes equal polyHash of those strings.
+func nearKeys(s string, fn func(key uint64) bool) bool {
 	n := len(s)
-	var suf [65]uint64 // suf[j]: hash of s[j:]
-	var pow [65]uint64 // pow[k] = polyBase^k
-	pow[0] = 1
-	for j := n - 1; j >= 0; j-- {
-		suf[j] = uint64(s[j])*pow[n-1-j] + suf[j+1]
-		pow[n-j] = pow[n-1-j] * polyBase
-	}
-	dst = append(dst, finish(suf[0], n))
-	var pre uint64 // hash of s[:i]
+	var whole uint64
+	pow := uint64(1) // polyBase^(n-1), then down by one each step
 	for i := 0; i < n; i++ {
+		whole = whole*polyBase + uint64(s[i])
+		if i > 0 {
+			pow *= polyBase
+		}
+	}
+	if !fn(finish(whole, n)) {
+		return false
+	}
+	// Less character i: the prefix s[:i] moves up by polyBase^(n-1-i), the
+	// rest keeps its place; rest = whole - pre*polyBase^(n-i) - s[i]*polyBase^(n-1-i).
+	var pre uint64
+	for i := 0; i < n; i++ {
+		rest := whole - pre*pow*polyBase - uint64(s[i])*pow
 		if i == 0 || s[i] != s[i-1] { // dropping either of two equal neighbours gives one string
-			dst = append(dst, finish(pre*pow[n-1-i]+suf[i+1], n-1))
+			if !fn(finish(pre*pow+rest, n-1)) {
+				return false
+			}
 		}
 		pre = pre*polyBase + uint64(s[i])
+		pow *= polyInverse
 	}
-	return dst
+	return true
 }
