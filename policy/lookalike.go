@@ -505,13 +505,13 @@ func (x *lookalikeIndex) findRegistrable(name string, dots []int, tails []uint64
 		rs := after(dots, i-1)
 		label := name[rs:dots[i]]
 		if _, ok := x.suffixes[tail]; known && ok {
-			if m, ok := x.findLabelTypo(name, label, tail, rs, self); ok {
-				return m, true
-			}
 			if i > 0 {
 				if m, ok := x.findSplit(name, dots, i, tail, self); ok {
 					return m, true
 				}
+			}
+			if m, ok := x.findLabelTypo(name, label, tail, rs, self); ok {
+				return m, true
 			}
 		}
 		if !x.keys.has(hashName(label)) {

@@ -229,8 +229,7 @@ func visualClass(c byte) byte {
 
 // skeleton appends the visual skeleton of the lower-case label s to dst:
 // sequences that read as one letter in common fonts (rn, nn and rr as m,
-// vv as w, cl and dl as d, lb as b, lh as h, lk, ik and lc as k) become that
-// letter, and characters told apart only by the font share a class. Two
+// vv as w, cl as d) become that letter, and characters told apart only by the font share a class. Two
 // labels with equal skeletons look alike; the skeleton is never longer than
 // the label. Pairs are read from the left; skeletonRight reads them from
 // the right, as "arrny" needs (a, r, rn).
@@ -274,14 +273,8 @@ func pairGlyph(a, b byte) byte {
 		return 'm'
 	case 'v'<<8 | 'v':
 		return 'w'
-	case 'c'<<8 | 'l', 'd'<<8 | 'l':
+	case 'c'<<8 | 'l':
 		return 'd'
-	case 'l'<<8 | 'b':
-		return 'b'
-	case 'l'<<8 | 'h':
-		return 'h'
-	case 'l'<<8 | 'k', 'i'<<8 | 'k', 'l'<<8 | 'c':
-		return 'k'
 	}
 	return 0
 }

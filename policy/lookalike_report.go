@@ -346,3 +346,18 @@ func (p *Policy) ProtectedBy(name string) (string, bool) {
 		n = n[i+1:]
 	}
 }
+
+// LookalikeExempted returns what name would look like if lookalikes.allow
+// did not exempt it; it reports false when the name is no exempted
+// lookalike.
+func (p *Policy) LookalikeExempted(name string) (Lookalike, bool) {
+	if p.look == nil || !p.look.exempt(strings.ToLower(strings.TrimSuffix(name, "."))) {
+		return Lookalike{}, false
+	}
+	m, ok := p.look.find(name, -1, false)
+	if !ok {
+		return Lookalike{}, false
+	}
+	n := strings.TrimSuffix(name, ".")
+	return Lookalike{Of: p.look.protected[m.id].name, Name: n[m.start:], Kind: m.kind, Unicode: m.unicode}, true
+}

@@ -164,3 +164,28 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestLookalikesCommand(t *testing.T) {
+	for _, c := range []struct {
+		args   []string
+		golden string
+	}{
+		{[]string{"lookalikes", "army.mil"}, "lookalikes-army.mil.txt"},
+		{[]string{"lookalikes", "-config", "testdata/example.yaml", "mod.uk"}, "lookalikes-example-mod.uk.txt"},
+		{[]string{"lookalikes", "-config", "testdata/example.yaml", "-check", "army.ml", "mail.arny.mil", "arm.mil", "army.com",
+			"xn--rmy-5cd.mil", "mail.army.mil", "armymil.com", "army.mil.example.org", "m0d.uk", "nvy.mil"}, "lookalikes-check.txt"},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			out, errOut, code := runBinary(t, c.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			golden(t, c.golden, out)
+		})
+	}
+	for _, bad := range []string{"mil", "mail.army.mil", "army.invalidtld"} {
+		if _, errOut, code := runBinary(t, "lookalikes", bad); code != 1 || !strings.HasPrefix(errOut, "argument:1: ") {
+			t.Errorf("lookalikes %s: exit %d %q, want 1 and argument:1: ...", bad, code, errOut)
+		}
+	}
+}

@@ -85,6 +85,9 @@ func lookalikeVerdict(p *policy.Policy, name string) string {
 	if of, ok := p.ProtectedBy(name); ok {
 		return name + ": protected (" + of + "), never blocked as a lookalike"
 	}
+	if l, ok := p.LookalikeExempted(name); ok {
+		return fmt.Sprintf("%s: looks like %s (%s), but lookalikes.allow exempts it", name, l.Of, l)
+	}
 	l, ok := p.LookalikeOf(name)
 	if !ok {
 		return name + ": not a lookalike"
