@@ -44,7 +44,7 @@ lookalikes:
 		{"arny.mil", "MX", "arny.mil", "keyboard neighbour"},
 		{"mail.amry.mil", "A", "amry.mil", "letters swapped"},
 		{"xn--rmy-5cd.mil", "MX", "xn--rmy-5cd.mil", "Unicode look-alike characters"}, // аrmy.mil, Cyrillic а
-		{"alias.example.com", "A", "mail.arny.mil", "keyboard neighbour"},              // through a CNAME
+		{"alias.example.com", "A", "mail.arny.mil", "keyboard neighbour"},             // through a CNAME
 	} {
 		r := g.dig(t, c.name, c.qtype)
 		if r.status != "NXDOMAIN" {
