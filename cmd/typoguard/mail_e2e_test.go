@@ -61,6 +61,10 @@ var mailZone = []string{
 	"amry.mil. 300 IN MX 10 mx.amry.mil.",
 	"amry.mil. 300 IN A 127.0.0.3",
 	"mx.amry.mil. 300 IN A 127.0.0.3",
+	// A lookalike no rule lists: lookalike protection of army.mil blocks it.
+	"arny.mil. 300 IN MX 10 mx.arny.mil.",
+	"arny.mil. 300 IN A 127.0.0.3",
+	"mx.arny.mil. 300 IN A 127.0.0.3",
 
 	// Names outside ml whose answers lead into it.
 	"trap.example. 300 IN MX 10 mx.evil.ml.",
@@ -96,6 +100,8 @@ rules:
   - name: swapped-letters
     domains: [amry.mil]
     action: sinkhole
+lookalikes:
+  protect: [army.mil]
 `, upstream)
 }
 
@@ -109,13 +115,14 @@ type mailCase struct {
 
 var mailCases = []mailCase{
 	{"protected domain delivered", "user@army.mil", "", "2.0.0"},
-	{"nxdomain", "user@army.ml", "mali-is-not-mil", "5.4.4"},
+	{"nxdomain", "user@army.ml", "lookalike of army.mil", "5.4.4"},
+	{"unlisted lookalike", "user@arny.mil", "lookalike of army.mil", "5.4.4"},
 	{"null-mx", "user@arrny.mil", "rn-looks-like-m", "5.1.0"},
 	{"nodata", "user@armv.mil", "v-next-to-y", "5."},
 	{"sinkhole", "user@amry.mil", "swapped-letters", "5."},
 	{"MX exchange under ml", "user@trap.example", "mali-is-not-mil", "5."},
-	{"domain is a CNAME into ml", "user@alias.example", "mali-is-not-mil", "5."},
-	{"MX exchange is a CNAME into ml", "user@cname-mx.example", "mali-is-not-mil", "5."},
+	{"domain is a CNAME into ml", "user@alias.example", "lookalike of army.mil", "5."},
+	{"MX exchange is a CNAME into ml", "user@cname-mx.example", "lookalike of army.mil", "5."},
 }
 
 // mailDeadline bounds the wait for every message's outcome and every bounce.
