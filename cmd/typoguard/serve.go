@@ -212,6 +212,7 @@ func logPolicy(log *slog.Logger, p *policy.Policy, sys []string, loadTime time.D
 		upstreams = sys
 	}
 	log.Info("serving", "policy", p.File, "rules", len(p.Rules()), "domains", p.DomainCount(),
+		"lookalikes_of", strings.Join(p.Lookalikes.Protect, ","),
 		"upstreams", strings.Join(upstreams, ","), "load_ms", loadTime.Milliseconds())
 	logWarnings(log, p)
 }
