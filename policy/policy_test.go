@@ -79,23 +79,29 @@ func TestEveryErrorKindReported(t *testing.T) {
 	}
 	text := err.Error()
 	for _, want := range []string{
-		"unknown key \"deny\"",     // unknown key
-		"want a whole number",      // wrong type
-		"bad duration",             // bad duration
-		"bad CIDR",                 // bad CIDR
-		"bad IP address or CIDR",   // bad IP
-		"unknown action",           // unknown action
-		"unknown mode",             // unknown mode
-		"unknown record type",      // unknown type
-		"empty label",              // invalid domain
-		"over 63",                  // label too long
-		"over 253",                 // name too long
-		"which a host name cannot", // bad character
-		"already used",             // duplicate rule name
-		"forward needs servers",    // forward without servers
-		"no client group named",    // undefined group
-		"expired on 2020-01-31",    // expired exception
-		"unknown expectation",      // tests: bad expectation
+		"unknown key \"deny\"",                     // unknown key
+		"want a whole number",                      // wrong type
+		"bad duration",                             // bad duration
+		"bad CIDR",                                 // bad CIDR
+		"bad IP address or CIDR",                   // bad IP
+		"unknown action",                           // unknown action
+		"unknown mode",                             // unknown mode
+		"unknown record type",                      // unknown type
+		"empty label",                              // invalid domain
+		"over 63",                                  // label too long
+		"over 253",                                 // name too long
+		"which a host name cannot",                 // bad character
+		"already used",                             // duplicate rule name
+		"forward needs servers",                    // forward without servers
+		"no client group named",                    // undefined group
+		"expired on 2020-01-31",                    // expired exception
+		"unknown expectation",                      // tests: bad expectation
+		"mil is a public suffix",                   // lookalikes.protect: a suffix
+		"is below its registrable domain army.mil", // lookalikes.protect: too deep
+		"army.mil is already protected",            // lookalikes.protect: twice
+		"not in the public-suffix list",            // lookalikes.protect: no real TLD
+		"lookalikes.action: \"forward\" does not block",
+		"lookalikes.clients: no client group named \"nobody\"",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no error containing %q in:\n%s", want, text)
