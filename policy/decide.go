@@ -109,8 +109,7 @@ func (p *Policy) decideLookalike(client netip.Addr, name string, qtype uint16, b
 		return best
 	}
 	r := &p.lookRules[m.id]
-	return Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: domain,
-		Lookalike: Lookalike{Of: p.look.protected[m.id].name, Name: strings.TrimSuffix(domain, "."), Kind: m.kind, Unicode: m.unicode}}
+	return Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: domain, Lookalike: p.look.lookalike(name, m)}
 }
 
 // labelCount counts the labels of a name, with or without the trailing dot.

@@ -322,6 +322,12 @@ type lookalikeMatch struct {
 	unicode bool
 }
 
+// lookalike describes the match m found in name.
+func (x *lookalikeIndex) lookalike(name string, m lookalikeMatch) Lookalike {
+	n := strings.TrimSuffix(name, ".")
+	return Lookalike{Of: x.protected[m.id].name, Name: n[m.start:], Kind: m.kind, Unicode: m.unicode}
+}
+
 // find judges a name (any case, with or without the trailing dot, in the
 // presentation form miekg/dns uses). Protected domains, names under them
 // and, when useAllow is set, lookalikes.allow entries and names under them

@@ -28,8 +28,7 @@ func (p *Policy) LookalikeOf(name string) (Lookalike, bool) {
 	if !ok {
 		return Lookalike{}, false
 	}
-	n := strings.TrimSuffix(name, ".")
-	return Lookalike{Of: p.look.protected[m.id].name, Name: n[m.start:], Kind: m.kind, Unicode: m.unicode}, true
+	return p.look.lookalike(name, m), true
 }
 
 // LookalikeVariants lists, by kind, the lookalikes of one protected domain
@@ -358,6 +357,5 @@ func (p *Policy) LookalikeExempted(name string) (Lookalike, bool) {
 	if !ok {
 		return Lookalike{}, false
 	}
-	n := strings.TrimSuffix(name, ".")
-	return Lookalike{Of: p.look.protected[m.id].name, Name: n[m.start:], Kind: m.kind, Unicode: m.unicode}, true
+	return p.look.lookalike(name, m), true
 }
