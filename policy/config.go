@@ -19,6 +19,7 @@ type Settings struct {
 	Cache           CacheSettings
 	Answers         AnswerSettings
 	Lookalikes      LookalikeSettings
+	Explainer       ExplainerSettings
 	Tests           []TestCase
 	Metrics         string // host:port of the Prometheus listener; "" = off
 	Log             LogSettings

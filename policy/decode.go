@@ -327,6 +327,7 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 			}
 		},
 		"lookalikes": func(v *yaml.Node) { s.Lookalikes = d.lookalikes(v) },
+		"explainer":  func(v *yaml.Node) { d.explainer(v, &s) },
 		"tests": func(v *yaml.Node) {
 			// A broken case fails the whole parse, so every case is kept.
 			for _, item := range d.list(v, "tests") {

@@ -98,3 +98,14 @@ func displayDomain(name string, onlyBelow bool) string {
 	}
 	return name
 }
+
+// CanonicalName returns a domain name as typoguard compares it: lower-case
+// A-labels without the trailing dot. It reports false for anything that is
+// not a host name, such as an address literal or a wildcard.
+func CanonicalName(s string) (string, bool) {
+	name, below, err := normalizeDomain(s)
+	if err != nil || below {
+		return "", false
+	}
+	return name, true
+}

@@ -83,6 +83,9 @@ func Parse(file string, src []byte, opts Options) (*Policy, error) {
 	if !p.Lookalikes.Configured() {
 		p.Lookalikes = LookalikeSettings{}
 	}
+	if p.Explainer.Configured() && p.Explainer.Hostname == "" {
+		p.Explainer.Hostname = strings.TrimSuffix(p.Answers.SinkholeMX, ".")
+	}
 	c := compiler{d: d, p: p, opts: opts, now: t}
 	c.compile(raws)
 	if len(d.errs) > 0 {
@@ -440,6 +443,7 @@ func (c *compiler) warn() {
 			Msg: "no rules: every query is forwarded"})
 	}
 	c.warnLookalikes()
+	c.warnExplainer()
 }
 
 // findShadowed counts, for every rule, the domains on which an earlier rule

@@ -102,6 +102,12 @@ func TestEveryErrorKindReported(t *testing.T) {
 		"not in the public-suffix list",            // lookalikes.protect: no real TLD
 		"lookalikes.action: \"forward\" does not block",
 		"lookalikes.clients: no client group named \"nobody\"",
+		"explainer.listen: bad port in \"192.0.2.25:smtp\"",
+		"explainer.listen: \"mail.example.net\" is not an IP address",
+		"explainer.hostname: a host name cannot be a wildcard",
+		"explainer.max_connections: 0 is not a positive number",
+		"explainer.timeout: 10ms is under a second",
+		"unknown key \"banner\" in explainer",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no error containing %q in:\n%s", want, text)

@@ -120,6 +120,10 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 	}
 	fmt.Fprintf(w, "  upstreams:     %s (timeout %s)\n", upstreams, p.UpstreamTimeout)
 	fmt.Fprintf(w, "  listen:        %s\n", strings.Join(p.Listen, ", "))
+	if e := p.Explainer; e.Configured() {
+		fmt.Fprintf(w, "  explainer:     SMTP on %s as %s: every recipient refused with the reason (max %d connections, %d per client; timeout %s)\n",
+			strings.Join(e.Listen, ", "), e.Hostname, e.MaxConnections, e.MaxPerClient, e.Timeout)
+	}
 	fmt.Fprintf(w, "  tests:         %d (run them with: typoguard test -config %s)\n", len(p.Tests), p.File)
 	if blocks > 0 {
 		fmt.Fprintln(w, "  note: answers for blocked names are made by typoguard and cannot validate under DNSSEC.")

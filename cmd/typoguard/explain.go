@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/typoguard/typoguard/explainer"
 	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver"
 )
@@ -86,11 +87,25 @@ func printExplanation(w io.Writer, p *policy.Policy, client netip.Addr, qtype ui
 	default:
 		fmt.Fprintf(w, "decision: allowed and forwarded to %s\n", upstreams)
 	}
+	if d.Blocked() && d.Action == policy.ActionSinkhole {
+		printBounce(w, p, client, e.Name)
+	}
 	if !e.Answered {
 		fmt.Fprintln(w, "answer:   whatever the upstream answers, unless a CNAME, DNAME, MX or SRV in it leads into a blocked name")
 		return
 	}
 	fmt.Fprintf(w, "answer (as sent to a client that asked with EDNS):\n%s", e.Reply)
+}
+
+// printBounce prints what a mail server sent to the sinkhole for mail to
+// name is told: the explainer's reply, from the same decisions.
+func printBounce(w io.Writer, p *policy.Policy, client netip.Addr, name string) {
+	if !p.Explainer.Configured() {
+		fmt.Fprintln(w, "bounce:   no explainer in this policy: a mail server sent to the sinkhole needs an SMTP responder there that refuses the mail, or it retries for days")
+		return
+	}
+	r := explainer.Refuse(p, client, "user@"+strings.TrimSuffix(name, "."))
+	fmt.Fprintf(w, "bounce:   a mail server sent to the sinkhole (%s) is refused at every recipient:\n          %s\n", strings.Join(p.Explainer.Listen, ", "), r)
 }
 
 func expiresText(r *policy.Rule) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/typoguard/typoguard/explainer"
 	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver"
 )
@@ -31,6 +32,11 @@ type metrics struct {
 	upstreamLatency *prometheus.HistogramVec
 	reloads         *prometheus.CounterVec
 	panics          prometheus.Counter
+
+	explainerRefused *prometheus.CounterVec
+	explainerConns   *prometheus.CounterVec
+	explainerEvicted prometheus.Counter
+	explainerErrors  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -65,6 +71,22 @@ func newMetrics() *metrics {
 			Name: "typoguard_panics_total",
 			Help: "Queries whose handling panicked; each was answered SERVFAIL.",
 		}),
+		explainerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_explainer_refused_total",
+			Help: "Recipients the explainer refused, by the rule that blocks their domain (none: no rule does).",
+		}, []string{"rule"}),
+		explainerConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_explainer_connections_total",
+			Help: "SMTP connections to the explainer: served, or refused with 421 at a connection limit.",
+		}, []string{"result"}),
+		explainerEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "typoguard_explainer_evicted_total",
+			Help: "Idle SMTP sessions closed to make room for a new connection at a connection limit.",
+		}),
+		explainerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_explainer_errors_total",
+			Help: "SMTP session errors: timeout, too_many_commands, line_too_long, bad_command, network.",
+		}, []string{"reason"}),
 	}
 	version, revision := buildVersion()
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -74,6 +96,7 @@ func newMetrics() *metrics {
 	})
 	info.Set(1)
 	m.reg.MustRegister(m.queries, m.blocks, m.upstreamTries, m.upstreamErrors, m.upstreamLatency, m.reloads, m.panics, info,
+		m.explainerRefused, m.explainerConns, m.explainerEvicted, m.explainerErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
@@ -94,6 +117,33 @@ func (m *metrics) watchCache(srv *resolver.Server) {
 			func() float64 { return float64(srv.CacheStats().Entries) }),
 	)
 }
+
+// watchExplainer exports the explainer's open sessions, read when scraped.
+func (m *metrics) watchExplainer(x *explainer.Server) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "typoguard_explainer_sessions", Help: "SMTP sessions open at the explainer now.",
+	}, func() float64 { return float64(x.Open()) }))
+}
+
+// explainerMetrics is the Prometheus side of explainer.Observer.
+type explainerMetrics struct{ m *metrics }
+
+// Refused implements explainer.Observer.
+func (e explainerMetrics) Refused(rule string) {
+	if rule == "" {
+		rule = "none"
+	}
+	e.m.explainerRefused.WithLabelValues(rule).Inc()
+}
+
+// Connection implements explainer.Observer.
+func (e explainerMetrics) Connection(result string) { e.m.explainerConns.WithLabelValues(result).Inc() }
+
+// Evicted implements explainer.Observer.
+func (e explainerMetrics) Evicted() { e.m.explainerEvicted.Inc() }
+
+// Error implements explainer.Observer.
+func (e explainerMetrics) Error(reason string) { e.m.explainerErrors.WithLabelValues(reason).Inc() }
 
 // Query implements resolver.Observer.
 func (m *metrics) Query(qtype uint16, rcode int, _ resolver.Reason) {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/typoguard/typoguard/explainer"
 	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver"
 )
@@ -84,11 +85,16 @@ func serve(args []string, stderr io.Writer) int {
 	for _, l := range bound {
 		log.Info("listening", "net", l.Net, "addr", l.Addr.String())
 	}
+	x, err := startExplainer(log, p, srv, m)
+	if err != nil {
+		log.Error("cannot start the explainer", "err", err)
+		return 1
+	}
 	logPolicy(log, p, sys, loadTime)
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
 
-	d := &daemon{log: log, logs: logs, srv: srv, metrics: m, path: *config}
+	d := &daemon{log: log, logs: logs, srv: srv, explainer: x, metrics: m, path: *config}
 	d.lastPrint = fingerprint(*config, p)
 	var changed <-chan struct{}
 	if *config != "" {
@@ -100,8 +106,15 @@ func serve(args []string, stderr io.Writer) int {
 			changed = w.changed
 		}
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve() }()
+	if x != nil {
+		go func() {
+			if err := x.Serve(); err != nil {
+				served <- err
+			}
+		}()
+	}
 	expiry := time.NewTimer(untilExpiry(p, time.Now()))
 	defer expiry.Stop()
 	for {
@@ -129,6 +142,11 @@ func serve(args []string, stderr io.Writer) int {
 			log.Info("shutting down", "signal", sig.String())
 			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			err := srv.Shutdown(ctx)
+			if x != nil {
+				// Sessions left after the grace are closed; a mail server
+				// retries them elsewhere or later.
+				x.Shutdown(ctx)
+			}
 			cancel()
 			if err != nil {
 				log.Error("shutdown", "err", err)
@@ -143,12 +161,14 @@ func serve(args []string, stderr io.Writer) int {
 
 // daemon holds what a reload touches.
 type daemon struct {
-	log     *slog.Logger
-	logs    *logSwitch
-	srv     *resolver.Server
-	metrics *metrics
-	path    string
-	watch   *policyWatch // nil: not watching
+	log  *slog.Logger
+	logs *logSwitch
+	srv  *resolver.Server
+	// explainer is nil when the policy that started serving has none.
+	explainer *explainer.Server
+	metrics   *metrics
+	path      string
+	watch     *policyWatch // nil: not watching
 	// lastPrint is the fingerprint of the files at the last reload attempt.
 	lastPrint string
 }
@@ -183,8 +203,11 @@ func (d *daemon) reload(why string) {
 		}
 	}
 	d.logs.set(p.Log)
-	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics {
-		d.log.Warn("listen and metrics changes need a restart; they are not applied by a reload")
+	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics || !slices.Equal(old.Explainer.Listen, p.Explainer.Listen) {
+		d.log.Warn("listen, metrics and explainer.listen changes need a restart; they are not applied by a reload")
+	}
+	if d.explainer != nil && p.Explainer.Configured() {
+		d.explainer.Apply(p.Explainer)
 	}
 	d.log.Info("policy reloaded", "trigger", why, "file", p.File, "rules", len(p.Rules()), "domains", p.DomainCount())
 	logWarnings(d.log, p)
@@ -204,6 +227,24 @@ func untilExpiry(p *policy.Policy, now time.Time) time.Duration {
 		}
 	}
 	return next
+}
+
+// startExplainer binds the policy's explainer, if it has one, and returns
+// it ready to serve; nil when the policy has none.
+func startExplainer(log *slog.Logger, p *policy.Policy, srv *resolver.Server, m *metrics) (*explainer.Server, error) {
+	if !p.Explainer.Configured() {
+		return nil, nil
+	}
+	x := explainer.New(p.Explainer, explainer.Config{Policy: srv.Policy, Logger: log, Observer: explainerMetrics{m}})
+	bound, err := x.Listen(p.Explainer.Listen)
+	if err != nil {
+		return nil, err
+	}
+	m.watchExplainer(x)
+	for _, a := range bound {
+		log.Info("explainer listening", "net", "tcp", "addr", a.String(), "hostname", p.Explainer.Hostname)
+	}
+	return x, nil
 }
 
 func logPolicy(log *slog.Logger, p *policy.Policy, sys []string, loadTime time.Duration) {
