@@ -124,9 +124,10 @@ func (s *Server) start(e policy.ExplainerSettings) *generation {
 	ss.ReadTimeout = e.Timeout
 	ss.WriteTimeout = e.Timeout
 	ss.MaxLineLength = maxLineLength
-	// No message is ever accepted: a size of one octet says so to a
-	// client that checks SIZE first (RFC 1870).
-	ss.MaxMessageBytes = 1
+	// No SIZE limit is announced (RFC 1870): a client would refuse the
+	// message by size before any recipient, and the sender would never
+	// learn why. No message is accepted whatever its size.
+	ss.MaxMessageBytes = 0
 	ss.ErrorLog = errorLog{s}
 	g := &generation{settings: e, smtp: ss, in: newHandoff(), stopped: make(chan struct{})}
 	s.running[g] = true

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"slices"
@@ -28,7 +35,7 @@ import (
 //	127.0.0.2:25  the right server: MX of army.mil
 //	127.0.0.3:25  the wrong server: every lookalike's MX and address
 //	127.0.0.4:25  the sender's server: MX of sender.test, receives the bounces
-//	127.0.0.5:25  the SMTP responder behind the sinkhole address: 550 to all
+//	127.0.0.5:25  typoguard's explainer at the sinkhole address: 550 to all
 //
 // The test re-runs its own binary inside the namespace with mailChildEnv set
 // to a directory for Postfix's files; that child does the work.
@@ -102,6 +109,9 @@ rules:
     action: sinkhole
 lookalikes:
   protect: [army.mil]
+explainer:
+  listen: ["127.0.0.5:25"]
+  hostname: sinkhole.guarded.test
 `, upstream)
 }
 
@@ -111,18 +121,22 @@ type mailCase struct {
 	rcpt string
 	rule string // the typoguard rule that blocks it; "" for mail to deliver
 	dsn  string // the DSN Postfix must log: exact when complete ("5.4.4"), else a prefix ("5.")
+	// explained is what the bounce's Diagnostic-Code must say, when the
+	// mail reached typoguard's explainer.
+	explained string
 }
 
 var mailCases = []mailCase{
-	{"protected domain delivered", "user@army.mil", "", "2.0.0"},
-	{"nxdomain", "user@army.ml", "lookalike of army.mil", "5.4.4"},
-	{"unlisted lookalike", "user@arny.mil", "lookalike of army.mil", "5.4.4"},
-	{"null-mx", "user@arrny.mil", "rn-looks-like-m", "5.1.0"},
-	{"nodata", "user@armv.mil", "v-next-to-y", "5."},
-	{"sinkhole", "user@amry.mil", "swapped-letters", "5."},
-	{"MX exchange under ml", "user@trap.example", "mali-is-not-mil", "5."},
-	{"domain is a CNAME into ml", "user@alias.example", "lookalike of army.mil", "5."},
-	{"MX exchange is a CNAME into ml", "user@cname-mx.example", "lookalike of army.mil", "5."},
+	{"protected domain delivered", "user@army.mil", "", "2.0.0", ""},
+	{"nxdomain", "user@army.ml", "lookalike of army.mil", "5.4.4", ""},
+	{"unlisted lookalike", "user@arny.mil", "lookalike of army.mil", "5.4.4", ""},
+	{"null-mx", "user@arrny.mil", "rn-looks-like-m", "5.1.0", ""},
+	{"nodata", "user@armv.mil", "v-next-to-y", "5.", ""},
+	{"sinkhole", "user@amry.mil", "swapped-letters", "5.1.2",
+		`smtp; 550 5.1.2 amry.mil is not army.mil: the address looks like a mistyped army.mil (letters swapped); this message was not sent - check the address (typoguard rule "swapped-letters")`},
+	{"MX exchange under ml", "user@trap.example", "mali-is-not-mil", "5.", ""},
+	{"domain is a CNAME into ml", "user@alias.example", "lookalike of army.mil", "5.", ""},
+	{"MX exchange is a CNAME into ml", "user@cname-mx.example", "lookalike of army.mil", "5.", ""},
 }
 
 // mailDeadline bounds the wait for every message's outcome and every bounce.
@@ -183,8 +197,6 @@ func testMailInNetns(t *testing.T, dir string) {
 	right := newSMTPSink(t, "mx.army.mil", "127.0.0.2", "")
 	wrong := newSMTPSink(t, "lookalike-server", "127.0.0.3", "")
 	senderMX := newSMTPSink(t, "mx.sender.test", "127.0.0.4", "")
-	sinkhole := newSMTPSink(t, "sinkhole.guarded.test", "127.0.0.5",
-		"550 5.7.1 Recipient address rejected: lookalike domain, mail refused by the typoguard sinkhole")
 
 	upstream := resolvertest.NewServer(t, resolvertest.NewZone(t, mailZone...))
 	g := startGuardAt(t, mailPolicy(upstream), "127.0.0.1:53")
@@ -229,9 +241,6 @@ func testMailInNetns(t *testing.T, dir string) {
 	if conns := wrong.connections(); len(conns) > 0 {
 		t.Errorf("the lookalikes' server (127.0.0.3) was reached: %d connections, recipients %v, %d messages accepted",
 			len(conns), wrong.recipients(), len(wrong.messages()))
-	}
-	if msgs := sinkhole.messages(); len(msgs) > 0 {
-		t.Errorf("the sinkhole responder accepted %d messages", len(msgs))
 	}
 	if q := pf.queue(t); q != "" {
 		t.Errorf("mail left in Postfix's queue (deferred, not bounced):\n%s", q)
@@ -303,6 +312,9 @@ func checkBounced(t *testing.T, c mailCase, ds []delivery, wrong, senderMX *smtp
 				t.Errorf("bounce lacks %q:\n%s", want, bounce.Data)
 			}
 		}
+		if c.explained != "" {
+			checkExplained(t, c, bounce.Data, g)
+		}
 	}
 
 	for _, l := range g.logLines() {
@@ -311,6 +323,67 @@ func checkBounced(t *testing.T, c mailCase, ds []delivery, wrong, senderMX *smtp
 		}
 	}
 	t.Errorf("typoguard logged no block by rule %q", c.rule)
+}
+
+// checkExplained checks that the bounce's Diagnostic-Code (RFC 3464 §2.3.6)
+// carries the explainer's reply, and that typoguard logged the refusal.
+func checkExplained(t *testing.T, c mailCase, bounce string, g *guard) {
+	t.Helper()
+	code := diagnosticCode(bounce)
+	if code != c.explained {
+		t.Errorf("bounce Diagnostic-Code:\n got %q\nwant %q\nbounce:\n%s", code, c.explained, bounce)
+	} else {
+		t.Logf("the sender was told: Diagnostic-Code: %s", code)
+	}
+	for _, l := range g.logLines() {
+		if l["msg"] == "refused at sinkhole" && l["rcpt"] == c.rcpt && l["rule"] == c.rule {
+			return
+		}
+	}
+	t.Errorf("typoguard logged no refusal at the sinkhole of %s by rule %q", c.rcpt, c.rule)
+}
+
+// diagnosticCode returns the Diagnostic-Code field (RFC 3464 §2.3.6) of
+// the first recipient in a delivery status notification: the
+// message/delivery-status part of its multipart/report, decoded and
+// unfolded. It returns "" when there is none.
+func diagnosticCode(dsn string) string {
+	msg, err := mail.ReadMessage(strings.NewReader(dsn))
+	if err != nil {
+		return ""
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || params["boundary"] == "" {
+		return ""
+	}
+	parts := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		part, err := parts.NextRawPart()
+		if err != nil {
+			return ""
+		}
+		t, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		if t != "message/delivery-status" && t != "message/global-delivery-status" {
+			continue
+		}
+		// Postfix breaks the long lines of a message/global-delivery-status
+		// part (RFC 6533, sent when the message came with SMTPUTF8) with
+		// quoted-printable soft breaks, though it labels the part 7bit; a
+		// quoted-printable reader takes them out and leaves the rest as is.
+		var body io.Reader = quotedprintable.NewReader(part)
+		// The per-message fields, then per-recipient groups of fields, each
+		// group a header block of its own.
+		r := textproto.NewReader(bufio.NewReader(body))
+		for {
+			h, err := r.ReadMIMEHeader()
+			if code := h.Get("Diagnostic-Code"); code != "" {
+				return code
+			}
+			if err != nil {
+				return ""
+			}
+		}
+	}
 }
 
 // deliveriesTo returns the delivery statuses of one recipient, in order.
