@@ -333,7 +333,7 @@ func checkExplained(t *testing.T, c mailCase, bounce string, g *guard) {
 	if code != c.explained {
 		t.Errorf("bounce Diagnostic-Code:\n got %q\nwant %q\nbounce:\n%s", code, c.explained, bounce)
 	} else {
-		t.Logf("the sender was told: Diagnostic-Code: %s", code)
+		t.Logf("the sender was told: Diagnostic-Code: %s\nthe whole bounce:\n%s", code, bounce)
 	}
 	for _, l := range g.logLines() {
 		if l["msg"] == "refused at sinkhole" && l["rcpt"] == c.rcpt && l["rule"] == c.rule {
