@@ -235,6 +235,25 @@ func (d *decoder) hostPort(n *yaml.Node, s, what, defaultPort string, needIP boo
 	return net.JoinHostPort(host, port), true
 }
 
+// upstream reads a server to forward to: "ip:port", or a bare IP meaning
+// port 53. Encrypted upstreams are refused by name, not as a bad address,
+// and never fall back to plain DNS.
+func (d *decoder) upstream(n *yaml.Node, s, what string) (string, bool) {
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return d.hostPort(n, s, what, "53", true)
+	}
+	switch strings.ToLower(scheme) {
+	case "tls":
+		d.errorf(n, "%s: %q: encrypted upstreams (DNS over TLS) are not supported by this version of typoguard yet; only plain DNS upstreams (ip:port) are", what, s)
+	case "https":
+		d.errorf(n, "%s: %q: encrypted upstreams (DNS over HTTPS) are not supported by this version of typoguard yet; only plain DNS upstreams (ip:port) are", what, s)
+	default:
+		d.errorf(n, "%s: %q: unknown scheme %q (want ip:port)", what, s, scheme)
+	}
+	return "", false
+}
+
 // rawRule is a rule as decoded, before its domains are compiled.
 type rawRule struct {
 	Rule
@@ -290,7 +309,7 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		"client_groups": func(v *yaml.Node) { s.ClientGroups = d.clientGroups(v) },
 		"upstreams": func(v *yaml.Node) {
 			d.strs(v, "upstreams", func(n *yaml.Node, a string) {
-				if hp, ok := d.hostPort(n, a, "upstreams", "53", true); ok {
+				if hp, ok := d.upstream(n, a, "upstreams"); ok {
 					s.Upstreams = append(s.Upstreams, hp)
 				}
 			})
@@ -555,7 +574,7 @@ func (d *decoder) rule(n *yaml.Node, now time.Time) rawRule {
 		},
 		"servers": func(v *yaml.Node) {
 			d.strs(v, "servers", func(n *yaml.Node, s string) {
-				if hp, ok := d.hostPort(n, s, "servers", "53", true); ok {
+				if hp, ok := d.upstream(n, s, "servers"); ok {
 					r.Servers = append(r.Servers, hp)
 				}
 			})

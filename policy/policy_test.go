@@ -108,6 +108,8 @@ func TestEveryErrorKindReported(t *testing.T) {
 		"explainer.max_connections: 0 is not a positive number",
 		"explainer.timeout: 10ms is under a second",
 		"unknown key \"banner\" in explainer",
+		"encrypted upstreams (DNS over TLS) are not supported by this version of typoguard yet",
+		"encrypted upstreams (DNS over HTTPS) are not supported by this version of typoguard yet",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no error containing %q in:\n%s", want, text)
@@ -310,6 +312,29 @@ func TestForwardServers(t *testing.T) {
 	d := p.Decide(netip.Addr{}, "x.corp.internal", TypeA)
 	if d.Rule == nil || len(d.Rule.Servers) != 1 || d.Rule.Servers[0] != "10.1.1.53:53" {
 		t.Fatalf("forward rule servers: %+v", d.Rule)
+	}
+}
+
+func TestEncryptedUpstreamsRefused(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"DoT upstream", `upstreams: ["tls://10.0.0.2:853#dns.example.net"]`,
+			`p.yaml:1:13: upstreams: "tls://10.0.0.2:853#dns.example.net": encrypted upstreams (DNS over TLS) are not supported`},
+		{"DoH upstream", `upstreams: ["HTTPS://dns.example.net/dns-query"]`,
+			`p.yaml:1:13: upstreams: "HTTPS://dns.example.net/dns-query": encrypted upstreams (DNS over HTTPS) are not supported`},
+		{"DoT forward server", "rules:\n  - {name: corp, domains: [corp.internal], action: forward, servers: [\"tls://10.1.1.53:853\"]}",
+			`p.yaml:2:71: servers: "tls://10.1.1.53:853": encrypted upstreams (DNS over TLS) are not supported`},
+		{"other scheme", `upstreams: ["udp://10.0.0.2:53"]`,
+			`p.yaml:1:13: upstreams: "udp://10.0.0.2:53": unknown scheme "udp" (want ip:port)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("p.yaml", []byte(tc.src), Options{Now: testNow})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want a line starting %s", err, tc.want)
+			}
+		})
 	}
 }
 
