@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"mime"
@@ -12,7 +10,6 @@ import (
 	"net/mail"
 	"net/textproto"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -162,37 +159,12 @@ func TestMailPostfix(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := newMailNetns(t, ip)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ip, "netns", "exec", ns,
-		os.Args[0], "-test.run=^TestMailPostfix$", "-test.v", "-test.count=1", "-test.timeout=90s")
-	cmd.Env = append(os.Environ(), mailChildEnv+"="+dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err = cmd.Run()
-	// Quote the child's output so that its own RUN/PASS/FAIL lines are not
-	// read as this test's.
-	quoted := "| " + strings.ReplaceAll(strings.TrimRight(out.String(), "\n"), "\n", "\n| ")
-	if err != nil {
-		t.Fatalf("mail test in network namespace %s failed after %s: %v\n%s", ns, time.Since(start).Round(time.Millisecond), err, quoted)
-	}
-	if testing.Verbose() {
-		t.Logf("mail test in network namespace %s passed in %s:\n%s", ns, time.Since(start).Round(time.Millisecond), quoted)
-	}
+	runInNetns(t, ip, ns, "TestMailPostfix", mailChildEnv+"="+dir)
 }
 
 // testMailInNetns is the test proper, run inside the network namespace.
 func testMailInNetns(t *testing.T, dir string) {
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ns := nameservers(string(resolv)); !slices.Equal(ns, []string{"127.0.0.1"}) {
-		t.Fatalf("%s set but /etc/resolv.conf names %v, not just 127.0.0.1: not inside the test's network namespace", mailChildEnv, ns)
-	}
+	checkInTestNetns(t, mailChildEnv)
 
 	right := newSMTPSink(t, "mx.army.mil", "127.0.0.2", "")
 	wrong := newSMTPSink(t, "lookalike-server", "127.0.0.3", "")
@@ -317,12 +289,7 @@ func checkBounced(t *testing.T, c mailCase, ds []delivery, wrong, senderMX *smtp
 		}
 	}
 
-	for _, l := range g.logLines() {
-		if l["msg"] == "blocked" && l["rule"] == c.rule {
-			return
-		}
-	}
-	t.Errorf("typoguard logged no block by rule %q", c.rule)
+	checkBlocked(t, g, c.rule)
 }
 
 // checkExplained checks that the bounce's Diagnostic-Code (RFC 3464 §2.3.6)
@@ -395,17 +362,6 @@ func deliveriesTo(ds []delivery, rcpt string) []delivery {
 		}
 	}
 	return out
-}
-
-// bounceFor finds the delivery status notification (RFC 3464) about rcpt
-// among msgs.
-func bounceFor(msgs []sinkMessage, rcpt string) *sinkMessage {
-	for i, m := range msgs {
-		if strings.Contains(m.Data, "Final-Recipient: rfc822; "+rcpt+"\n") {
-			return &msgs[i]
-		}
-	}
-	return nil
 }
 
 // nameservers returns the nameserver addresses of a resolv.conf.

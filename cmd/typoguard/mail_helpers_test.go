@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -503,5 +506,68 @@ func submit(t *testing.T, from, to, subject string) {
 		if err := s.do(); err != nil {
 			t.Fatalf("submit to <%s>: %s: %v", to, s.what, err)
 		}
+	}
+}
+
+// bounceFor finds the delivery status notification (RFC 3464) about rcpt
+// among msgs, with or without a space after "rfc822;" (Exim writes none).
+func bounceFor(msgs []sinkMessage, rcpt string) *sinkMessage {
+	re := regexp.MustCompile(`(?mi)^Final-Recipient: *rfc822; *` + regexp.QuoteMeta(rcpt) + `$`)
+	for i, m := range msgs {
+		if re.MatchString(m.Data) {
+			return &msgs[i]
+		}
+	}
+	return nil
+}
+
+// checkBlocked checks that typoguard logged a block by rule.
+func checkBlocked(t *testing.T, g *guard, rule string) {
+	t.Helper()
+	for _, l := range g.logLines() {
+		if l["msg"] == "blocked" && l["rule"] == rule {
+			return
+		}
+	}
+	t.Errorf("typoguard logged no block by rule %q", rule)
+}
+
+// checkInTestNetns fails the test unless /etc/resolv.conf names only
+// 127.0.0.1, as it does in the network namespace of newMailNetns; childEnv
+// is what marked this process as the copy that should run there.
+func checkInTestNetns(t *testing.T, childEnv string) {
+	t.Helper()
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns := nameservers(string(resolv)); !slices.Equal(ns, []string{"127.0.0.1"}) {
+		t.Fatalf("%s set but /etc/resolv.conf names %v, not just 127.0.0.1: not inside the test's network namespace", childEnv, ns)
+	}
+}
+
+// runInNetns runs this test binary's test name inside network namespace ns
+// with env added, and fails t with the child's output if it fails. The
+// child's output is quoted, so that its RUN/PASS/FAIL lines are not read as
+// t's.
+func runInNetns(t *testing.T, ip, ns, name string, env ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ip, "netns", "exec", ns,
+		os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1", "-test.timeout=90s")
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	quoted := "| " + strings.ReplaceAll(strings.TrimRight(out.String(), "\n"), "\n", "\n| ")
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		t.Fatalf("%s in network namespace %s failed after %s: %v\n%s", name, ns, took, err, quoted)
+	}
+	if testing.Verbose() {
+		t.Logf("%s in network namespace %s passed in %s:\n%s", name, ns, took, quoted)
 	}
 }
