@@ -20,6 +20,9 @@ type Settings struct {
 	Answers         AnswerSettings
 	Lookalikes      LookalikeSettings
 	Explainer       ExplainerSettings
+	RPZ             RPZSettings       // parsed and checked; not served by this version
+	Limits          LimitSettings     // parsed and checked; not applied by this version
+	RateLimit       RateLimitSettings // parsed and checked; not applied by this version
 	Tests           []TestCase
 	Metrics         string // host:port of the Prometheus listener; "" = off
 	Log             LogSettings
@@ -121,6 +124,7 @@ func defaultSettings() Settings {
 			ServfailTTL:    5 * time.Second,
 		},
 		Answers: AnswerSettings{TTL: 5 * time.Minute, SinkholeMX: "sinkhole.typoguard.invalid."},
+		Limits:  defaultLimits(),
 		Log:     LogSettings{Format: "text", Level: "info"},
 	}
 	// Loopback and the private ranges (RFC 1918, RFC 4193).

@@ -109,6 +109,13 @@ func knownKeys(fields map[string]field) string {
 	return strings.Join(keys, ", ")
 }
 
+// section reports whether a section's value is a mapping or nothing: a
+// section that is there, however empty, as opposed to one of the wrong type.
+func section(v *yaml.Node) bool {
+	v = resolve(v)
+	return v.Kind == yaml.MappingNode || isNull(v)
+}
+
 // list returns the items of a sequence; a null node is an empty list.
 func (d *decoder) list(n *yaml.Node, what string) []*yaml.Node {
 	n = resolve(n)
@@ -167,6 +174,20 @@ func (d *decoder) integer(n *yaml.Node, what string) (int, bool) {
 		return 0, false
 	}
 	return int(v), true
+}
+
+// positive reads a whole number above zero into dst.
+func (d *decoder) positive(v *yaml.Node, what string, dst *int) bool {
+	n, ok := d.integer(v, what)
+	if !ok {
+		return false
+	}
+	if n < 1 {
+		d.errorf(v, "%s: %d is not a positive number", what, n)
+		return false
+	}
+	*dst = n
+	return true
 }
 
 // duration reads a Go duration such as "30s" or "24h"; it may not be negative.
@@ -347,6 +368,9 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		},
 		"lookalikes": func(v *yaml.Node) { s.Lookalikes = d.lookalikes(v) },
 		"explainer":  func(v *yaml.Node) { d.explainer(v, &s) },
+		"rpz":        func(v *yaml.Node) { s.RPZ = d.rpz(v) },
+		"limits":     func(v *yaml.Node) { s.Limits = d.limits(v) },
+		"rate_limit": func(v *yaml.Node) { s.RateLimit = d.rateLimit(v) },
 		"tests": func(v *yaml.Node) {
 			// A broken case fails the whole parse, so every case is kept.
 			for _, item := range d.list(v, "tests") {

@@ -44,15 +44,6 @@ func (d *decoder) explainer(v *yaml.Node, s *Settings) {
 	e := defaultExplainer()
 	e.Pos = d.pos(resolve(v))
 	hasListen := false
-	positive := func(v *yaml.Node, what string, dst *int) {
-		if n, ok := d.integer(v, what); ok {
-			if n < 1 {
-				d.errorf(v, "%s: %d is not a positive number", what, n)
-				return
-			}
-			*dst = n
-		}
-	}
 	d.mapping(v, "explainer", map[string]field{
 		"listen": func(v *yaml.Node) {
 			rv := resolve(v)
@@ -81,8 +72,8 @@ func (d *decoder) explainer(v *yaml.Node, s *Settings) {
 			}
 			e.Hostname = name
 		},
-		"max_connections":            func(v *yaml.Node) { positive(v, "explainer.max_connections", &e.MaxConnections) },
-		"max_connections_per_client": func(v *yaml.Node) { positive(v, "explainer.max_connections_per_client", &e.MaxPerClient) },
+		"max_connections":            func(v *yaml.Node) { d.positive(v, "explainer.max_connections", &e.MaxConnections) },
+		"max_connections_per_client": func(v *yaml.Node) { d.positive(v, "explainer.max_connections_per_client", &e.MaxPerClient) },
 		"timeout": func(v *yaml.Node) {
 			d.duration(v, "explainer.timeout", &e.Timeout)
 			if e.Timeout < time.Second {

@@ -110,6 +110,20 @@ func TestEveryErrorKindReported(t *testing.T) {
 		"unknown key \"banner\" in explainer",
 		"encrypted upstreams (DNS over TLS) are not supported by this version of typoguard yet",
 		"encrypted upstreams (DNS over HTTPS) are not supported by this version of typoguard yet",
+		"rpz.listen: bad address \"127.0.0.1\" (want host:port)",
+		"rpz.zone: a zone name cannot be a wildcard",
+		"rpz.allow_transfer: bad CIDR \"10.0.0.0/33\"",
+		"rpz.notify: \"ns2.example\" is not an IP address",
+		"rpz.tsig algorithm: unsupported algorithm \"hmac-md5\" (want hmac-sha256)",
+		"rpz.tsig: key xfr-key is already defined",
+		"rpz.tsig key: needs secret_file",
+		"unknown key \"serial\" in rpz",
+		"limits.upstream_inflight: 0 is not a positive number",
+		"limits.tcp_per_client: 32 is above tcp_connections 10",
+		"unknown key \"tcp_idle\" in limits",
+		"rate_limit.burst: 100 is below qps 200",
+		"rate_limit.exempt: CIDR \"127.0.0.1/8\" has host bits set",
+		"unknown key \"per\" in rate_limit",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no error containing %q in:\n%s", want, text)
@@ -166,6 +180,63 @@ func TestExamplePolicy(t *testing.T) {
 		if strings.Contains(w.Msg, "not enforced") {
 			t.Errorf("warning %q: lookalikes are enforced", w)
 		}
+	}
+}
+
+// TestContractExample keeps the documented example configuration loading:
+// every section it shows is parsed, and those this version does not act on
+// say so, each once, at the section.
+func TestContractExample(t *testing.T) {
+	p, err := parseRepoFile(t, "testdata/contract.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range p.RunTests() {
+		if !r.Pass {
+			t.Error(r)
+		}
+	}
+	var got []string
+	for _, w := range p.Warnings() {
+		got = append(got, w.String())
+	}
+	want := []string{
+		"testdata/contract.yaml:57:3: warning: explainer listens on 192.0.2.25:25, but no rule answers sinkhole with an address it serves on port 25 (answers.sinkhole_ipv4/_ipv6): no mail server will be sent to it",
+		"testdata/contract.yaml:60:3: warning: rpz: parsed and checked, but not enforced by this version of typoguard: the zone rpz.typoguard.internal is not served on 127.0.0.1:5353 (no AXFR/IXFR, no NOTIFY)",
+		"testdata/contract.yaml:65:3: warning: limits: parsed and checked, but not enforced by this version of typoguard: misses in flight to upstreams and TCP connections are not capped",
+		"testdata/contract.yaml:69:3: warning: rate_limit: parsed and checked, but not enforced by this version of typoguard: queries are not rate-limited",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	r := p.RPZ
+	if r.Listen != "127.0.0.1:5353" || r.Zone != "rpz.typoguard.internal." || len(r.AllowTransfer) != 1 || len(r.Notify) != 1 || r.Notify[0] != "10.0.0.53:53" {
+		t.Errorf("rpz = %+v", r)
+	}
+	if l := p.Limits; l.UpstreamInflight != 10000 || l.TCPConnections != 1000 || l.TCPPerClient != 32 {
+		t.Errorf("limits = %+v", l)
+	}
+	if rl := p.RateLimit; rl.QPS != 200 || rl.Burst != 400 || len(rl.Exempt) != 1 || rl.Exempt[0] != netip.MustParsePrefix("127.0.0.0/8") {
+		t.Errorf("rate_limit = %+v", rl)
+	}
+}
+
+func TestNotEnforcedWarnedOnlyWhenPresent(t *testing.T) {
+	count := func(p *Policy) int {
+		n := 0
+		for _, w := range p.Warnings() {
+			if strings.Contains(w.Msg, "not enforced") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(mustParse(t, "rules: []\n")); n != 0 {
+		t.Errorf("%d not-enforced warnings without the sections, want 0", n)
+	}
+	// An empty section is there all the same.
+	if n := count(mustParse(t, "limits:\nrate_limit: {qps: 1}\n")); n != 2 {
+		t.Errorf("%d not-enforced warnings for limits and rate_limit, want 2", n)
 	}
 }
 
@@ -439,7 +510,7 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	list := []byte("a.example\n0.0.0.0 b.example c.example # x\n*.d.example\n")
-	for _, name := range []string{"testdata/example.yaml", "testdata/invalid/everything.yaml", "testdata/invalid/syntax.yaml"} {
+	for _, name := range []string{"testdata/example.yaml", "testdata/contract.yaml", "testdata/invalid/everything.yaml", "testdata/invalid/syntax.yaml"} {
 		if src, err := repoReadFile(name); err == nil {
 			f.Add(src, list, "army.ml.")
 		}

@@ -71,6 +71,26 @@ func TestCheckExamplePolicy(t *testing.T) {
 	}
 }
 
+// TestCheckContractPolicy runs check on the documented example: it is
+// valid, and check says of each section this version does not act on that
+// it is not enforced, at the section.
+func TestCheckContractPolicy(t *testing.T) {
+	out, errOut, code := runBinary(t, "check", "-config", "testdata/contract.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"testdata/contract.yaml: OK",
+		"testdata/contract.yaml:60:3: warning: rpz: parsed and checked, but not enforced by this version of typoguard: ",
+		"testdata/contract.yaml:65:3: warning: limits: parsed and checked, but not enforced by this version of typoguard: ",
+		"testdata/contract.yaml:69:3: warning: rate_limit: parsed and checked, but not enforced by this version of typoguard: queries are not rate-limited",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestExplain(t *testing.T) {
 	const example = "testdata/example.yaml"
 	tests := []struct {
