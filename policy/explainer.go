@@ -90,9 +90,10 @@ func (d *decoder) explainer(v *yaml.Node, s *Settings) {
 	s.Explainer = e
 }
 
-// eximIgnoredHosts are the targets Debian's stock Exim router
-// (ignore_target_hosts of dnslookup) never connects to: such an MX makes
-// Exim bounce at once, without reaching the explainer.
+// eximIgnoredHosts are the targets Debian's stock Exim router never
+// connects to (ROUTER_DNSLOOKUP_IGNORE_TARGET_HOSTS, the ignore_target_hosts
+// of its dnslookup router in exim4-config 4.96): an MX there makes Exim
+// bounce at once, without reaching the explainer.
 var eximIgnoredHosts = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/32"),
 	netip.MustParsePrefix("127.0.0.0/8"),
@@ -101,6 +102,11 @@ var eximIgnoredHosts = []netip.Prefix{
 	netip.MustParsePrefix("10.0.0.0/8"),
 	netip.MustParsePrefix("169.254.0.0/16"),
 	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("100::/64"),
 }
 
 // sinkholeRules names the rules (and lookalike protection) whose action is
@@ -170,7 +176,7 @@ func (c *compiler) warnExplainer() {
 			}
 			for _, pre := range eximIgnoredHosts {
 				if pre.Contains(a) {
-					c.warnf(first, "the sinkhole address %s is in %s, which the stock Debian Exim router ignores (ignore_target_hosts): Exim bounces such mail at once, but without the explainer's reason (see the README's \"Tell the sender\")", a, pre)
+					c.warnf(first, "the sinkhole address %s is in %s, which Debian's stock Exim ignores as a mail host (ROUTER_DNSLOOKUP_IGNORE_TARGET_HOSTS): Exim bounces such mail at once, but without the explainer's reason, unless the site puts \"!%s ;\" first in that list (see the README's \"Tell the sender\")", a, pre, a)
 					break
 				}
 			}
