@@ -508,21 +508,28 @@ func (d *decoder) answers(v *yaml.Node, a *AnswerSettings) {
 		"sinkhole_ipv4": func(v *yaml.Node) { addr(v, "answers.sinkhole_ipv4", true, &a.SinkholeIPv4) },
 		"sinkhole_ipv6": func(v *yaml.Node) { addr(v, "answers.sinkhole_ipv6", false, &a.SinkholeIPv6) },
 		"sinkhole_mx": func(v *yaml.Node) {
-			s, ok := d.str(v, "answers.sinkhole_mx")
-			if !ok {
-				return
+			if name, ok := d.hostName(v, "answers.sinkhole_mx"); ok {
+				a.SinkholeMX = name + "."
 			}
-			name, below, err := normalizeDomain(s)
-			if err == nil && below {
-				err = fmt.Errorf("a host name cannot be a wildcard")
-			}
-			if err != nil {
-				d.errorf(v, "answers.sinkhole_mx: %v", err)
-				return
-			}
-			a.SinkholeMX = name + "."
 		},
 	})
+}
+
+// hostName reads a host name, normalized; a wildcard is an error.
+func (d *decoder) hostName(v *yaml.Node, what string) (string, bool) {
+	s, ok := d.str(v, what)
+	if !ok {
+		return "", false
+	}
+	name, below, err := normalizeDomain(s)
+	if err == nil && below {
+		err = fmt.Errorf("a host name cannot be a wildcard")
+	}
+	if err != nil {
+		d.errorf(v, "%s: %v", what, err)
+		return "", false
+	}
+	return name, true
 }
 
 // types reads a list of record types into the rule's set and list.

@@ -58,19 +58,9 @@ func (d *decoder) explainer(v *yaml.Node, s *Settings) {
 			d.listenConflicts(e.Listen, nodes)
 		},
 		"hostname": func(v *yaml.Node) {
-			s, ok := d.str(v, "explainer.hostname")
-			if !ok {
-				return
+			if name, ok := d.hostName(v, "explainer.hostname"); ok {
+				e.Hostname = name
 			}
-			name, below, err := normalizeDomain(s)
-			if err == nil && below {
-				err = fmt.Errorf("a host name cannot be a wildcard")
-			}
-			if err != nil {
-				d.errorf(v, "explainer.hostname: %v", err)
-				return
-			}
-			e.Hostname = name
 		},
 		"max_connections":            func(v *yaml.Node) { d.positive(v, "explainer.max_connections", &e.MaxConnections) },
 		"max_connections_per_client": func(v *yaml.Node) { d.positive(v, "explainer.max_connections_per_client", &e.MaxPerClient) },

@@ -246,6 +246,12 @@ func checkDelivered(t *testing.T, c mailCase, ds []delivery, right *smtpSink) {
 	if d := ds[0]; d.dsn != c.dsn || !strings.HasSuffix(d.relay, "[127.0.0.2]:25") {
 		t.Errorf("dsn=%s relay=%s, want dsn=%s via the right server 127.0.0.2", d.dsn, d.relay, c.dsn)
 	}
+	checkReceived(t, c, right)
+}
+
+// checkReceived checks that the right server got the message of c.
+func checkReceived(t *testing.T, c mailCase, right *smtpSink) {
+	t.Helper()
 	for _, m := range right.messages() {
 		if slices.Equal(m.To, []string{c.rcpt}) && m.From == mailSender && strings.Contains(m.Data, "Subject: typoguard mail test: "+c.name) {
 			return

@@ -190,12 +190,7 @@ func checkEximDelivered(t *testing.T, c mailCase, ds []eximDelivery, right *smtp
 	if !strings.Contains(ds[0].rest, " H=mx.army.mil [127.0.0.2] ") {
 		t.Errorf("delivered elsewhere than the right server 127.0.0.2: %s", ds[0].line)
 	}
-	for _, m := range right.messages() {
-		if slices.Equal(m.To, []string{c.rcpt}) && m.From == mailSender && strings.Contains(m.Data, "Subject: typoguard mail test: "+c.name) {
-			return
-		}
-	}
-	t.Errorf("the right server got no message for %s from %s; it has %v", c.rcpt, mailSender, right.messages())
+	checkReceived(t, c, right)
 }
 
 // checkEximBounced checks that the message of c failed in the first
