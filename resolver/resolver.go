@@ -86,8 +86,9 @@ type Server struct {
 	// lastUpstreamOK is when an upstream last answered, in Unix nanoseconds.
 	lastUpstreamOK atomic.Int64
 
-	serversMu sync.Mutex // guards servers
-	servers   []*dns.Server
+	serversMu sync.Mutex // guards servers and udp
+	servers   []*dns.Server // TCP
+	udp       []*udpSocket
 	inflight  sync.WaitGroup
 	panics    atomic.Uint64
 }
@@ -197,22 +198,31 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	client := addrOf(w.RemoteAddr())
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
 	var res Result
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				s.panics.Add(1)
-				s.obs.Panic()
-				s.log.Error("panic while answering a query; answered SERVFAIL",
-					"client", client.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				res = Result{Msg: errorReply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "internal error"), Reason: ReasonFailed}
-			}
-		}()
-		res = s.Resolve(context.Background(), client, req)
-	}()
-	reply := finish(req, res.Msg, udp)
-	if err := w.WriteMsg(reply); err != nil {
+	s.safely(client, req, &res, func() { res = s.Resolve(context.Background(), client, req) })
+	if err := w.WriteMsg(s.reply(client, req, res, udp, start)); err != nil {
 		s.log.Debug("write reply", "client", client.String(), "err", err)
 	}
+}
+
+// safely runs resolve, which fills res; if it panics, res becomes SERVFAIL
+// and the panic is logged and counted.
+func (s *Server) safely(client netip.Addr, req *dns.Msg, res *Result, resolve func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panics.Add(1)
+			s.obs.Panic()
+			s.log.Error("panic while answering a query; answered SERVFAIL",
+				"client", client.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			*res = Result{Msg: errorReply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "internal error"), Reason: ReasonFailed}
+		}
+	}()
+	resolve()
+}
+
+// reply shapes the result of req for the client and the transport, and
+// observes it; start is when the query arrived.
+func (s *Server) reply(client netip.Addr, req *dns.Msg, res Result, udp bool, start time.Time) *dns.Msg {
+	reply := finish(req, res.Msg, udp)
 	var qtype uint16
 	if len(req.Question) == 1 {
 		qtype = req.Question[0].Qtype
@@ -221,6 +231,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.logQuery(client, req, reply, res, s.now().Sub(start))
 	}
+	return reply
 }
 
 // logQuery writes the debug line of one answered query.
@@ -243,12 +254,24 @@ func (s *Server) logQuery(client netip.Addr, req, reply *dns.Msg, res Result, to
 // cache → forward → inspect. It never writes to the client.
 func (s *Server) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) Result {
 	snap := s.state.Load()
-	p := snap.policy
-	if res, ok := checkQuery(req); !ok {
+	res, done := s.resolveLocal(snap, client, req)
+	if done {
 		return res
 	}
+	return s.resolveUpstream(ctx, snap, client, req, res.Decision)
+}
+
+// resolveLocal answers what needs no upstream: a malformed query, a client
+// outside the ACL, a name the policy answers, a cache hit. It reports false
+// when the query must go to the upstreams, with the policy's decision in
+// the result; it never blocks.
+func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (Result, bool) {
+	p := snap.policy
+	if res, ok := checkQuery(req); !ok {
+		return res, true
+	}
 	if !allowed(p.ACLAllow, client) {
-		return Result{Msg: errorReply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "client not allowed by typoguard acl"), Reason: ReasonRefused}
+		return Result{Msg: errorReply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "client not allowed by typoguard acl"), Reason: ReasonRefused}, true
 	}
 	q := req.Question[0]
 	res, answered := PolicyAnswer(p, client, req)
@@ -257,15 +280,41 @@ func (s *Server) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) R
 		if res.Reason == ReasonBlocked {
 			s.audit(client, q, d, "", false)
 		}
-		return res
+		return res, true
+	}
+	if snap.cache == nil {
+		return Result{Decision: d}, false
+	}
+	key, _ := route(snap, req, d)
+	reply, ok := snap.cache.Get(key)
+	if !ok {
+		return Result{Decision: d}, false
 	}
 	if d.WouldBlock() {
 		s.audit(client, q, d, "", false)
 	}
-	reply, reason := s.lookup(ctx, snap, req, d)
+	return s.inspected(p, client, req, d, reply, ReasonCached), true
+}
+
+// resolveUpstream answers a query that resolveLocal could not, from the
+// upstreams; d is the policy's decision on it.
+func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision) Result {
+	p := snap.policy
+	q := req.Question[0]
+	if d.WouldBlock() {
+		s.audit(client, q, d, "", false)
+	}
+	reply := s.exchange(ctx, snap, req, d)
 	if reply.Rcode == dns.RcodeServerFailure {
 		return Result{Msg: reply, Reason: ReasonFailed, Decision: d}
 	}
+	return s.inspected(p, client, req, d, reply, ReasonResolved)
+}
+
+// inspected is the result for an upstream reply (from the cache or not):
+// the reply itself, or the blocking answer of a name it leads into.
+func (s *Server) inspected(p *policy.Policy, client netip.Addr, req *dns.Msg, d policy.Decision, reply *dns.Msg, reason Reason) Result {
+	q := req.Question[0]
 	if bd, via, found := inspect(p, client, q, reply); found {
 		s.audit(client, q, bd, via, reason == ReasonCached)
 		if bd.Blocked() {
@@ -326,22 +375,23 @@ func allowed(acl []netip.Prefix, client netip.Addr) bool {
 	return false
 }
 
-// lookup answers an allowed query from the cache or, on a miss, from the
-// upstreams (the rule's own servers for a forward rule). Identical misses
-// in flight at once share one exchange. A failure is a SERVFAIL reply.
-func (s *Server) lookup(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) (*dns.Msg, Reason) {
+// route returns the cache key of req and the exchanger its misses go to:
+// the rule's own servers for an enforced forward rule, else the upstreams.
+func route(snap *snapshot, req *dns.Msg, d policy.Decision) (cache.Key, upstream.Exchanger) {
 	key := cache.KeyOf(req)
-	up := snap.upstream
 	if d.Action == policy.ActionForward && d.Mode == policy.ModeEnforce {
-		up, key.Route = snap.forward[d.Rule], d.Rule.Name
+		key.Route = d.Rule.Name
+		return key, snap.forward[d.Rule]
 	}
-	if snap.cache != nil {
-		if m, ok := snap.cache.Get(key); ok {
-			return m, ReasonCached
-		}
-	}
-	flightKey := fmt.Sprintf("%s/%d/%d/%t/%t/%s", key.Name, key.Type, key.Class, key.DO, key.CD, key.Route)
-	v, _, _ := s.flight.Do(flightKey, func() (any, error) {
+	return key, snap.upstream
+}
+
+// exchange answers an allowed query from the upstreams and caches the
+// reply. Identical misses in flight at once share one exchange. A failure
+// is a SERVFAIL reply.
+func (s *Server) exchange(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) *dns.Msg {
+	key, up := route(snap, req, d)
+	v, _, _ := s.flight.Do(key.String(), func() (any, error) {
 		q := new(dns.Msg)
 		q.SetQuestion(key.Name, key.Type)
 		q.Question[0].Qclass = key.Class
@@ -363,7 +413,7 @@ func (s *Server) lookup(ctx context.Context, snap *snapshot, req *dns.Msg, d pol
 	// without the upstream's OPT.
 	m := v.(*dns.Msg).Copy()
 	m.Extra = withoutOPT(m.Extra)
-	return m, ReasonResolved
+	return m
 }
 
 // inspect looks for a record in an upstream answer that leads into a name

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
+	"syscall"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // acceptQuery rejects, before unpacking, what is not a plain query:
@@ -36,59 +39,126 @@ type Listener struct {
 }
 
 // Listen binds UDP and TCP on every address, the TCP port following the UDP
-// one when the port is 0, and returns what it bound. Serve starts answering.
+// one when the port is 0, and returns what it bound. Each UDP address gets
+// one socket per GOMAXPROCS, sharing the port (SO_REUSEPORT), so that the
+// kernel spreads queries over as many loops as there are cores to run
+// them. Serve starts answering.
 func (s *Server) Listen(addrs []string) ([]Listener, error) {
 	s.serversMu.Lock()
 	defer s.serversMu.Unlock()
 	var bound []Listener
 	for _, addr := range addrs {
-		pc, ln, err := listenBoth(addr)
+		udps, ln, err := listenBoth(addr, runtime.GOMAXPROCS(0))
 		if err != nil {
 			s.closeAllLocked()
 			return nil, err
 		}
-		s.servers = append(s.servers,
-			&dns.Server{PacketConn: pc, Handler: s, MsgAcceptFunc: acceptQuery, UDPSize: dns.MaxMsgSize},
-			&dns.Server{Listener: ln, Handler: s, MsgAcceptFunc: acceptQuery},
-		)
-		bound = append(bound, Listener{Net: "udp", Addr: pc.LocalAddr()}, Listener{Net: "tcp", Addr: ln.Addr()})
+		for _, u := range udps {
+			sock, err := newUDPSocket(u.conn, u.v4)
+			if err != nil {
+				for _, u := range udps {
+					u.conn.Close()
+				}
+				ln.Close()
+				s.closeAllLocked()
+				return nil, fmt.Errorf("listen on %s over udp: %w", addr, err)
+			}
+			s.udp = append(s.udp, sock)
+		}
+		s.servers = append(s.servers, &dns.Server{Listener: ln, Handler: s, MsgAcceptFunc: acceptQuery})
+		seen := map[string]bool{}
+		for _, u := range udps {
+			if a := u.conn.LocalAddr().String(); !seen[a] {
+				seen[a] = true
+				bound = append(bound, Listener{Net: "udp", Addr: u.conn.LocalAddr()})
+			}
+		}
+		bound = append(bound, Listener{Net: "tcp", Addr: ln.Addr()})
 	}
 	return bound, nil
 }
 
-// listenBoth binds addr over UDP and TCP. An IPv4 address binds IPv4 only
-// and an IPv6 address IPv6 only, so "0.0.0.0:53" and "[::]:53" can stand
-// side by side; an empty host (":53") takes both families on one socket.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+// boundUDP is one bound UDP socket and its family.
+type boundUDP struct {
+	conn *net.UDPConn
+	v4   bool
+}
+
+// listenBoth binds addr over UDP (perFamily sockets of each family, sharing
+// the port) and TCP. An IPv4 address binds IPv4 only and an IPv6 address
+// IPv6 only, so "0.0.0.0:53" and "[::]:53" can stand side by side; an empty
+// host (":53") takes both families: one TCP socket, and UDP sockets of each
+// family on their wildcard address.
+func listenBoth(addr string, perFamily int) ([]boundUDP, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	udp, tcp := "udp", "tcp"
+	type family struct {
+		network, host string
+		v4            bool
+	}
+	families := []family{{"udp4", "0.0.0.0", true}, {"udp6", "::", false}}
+	tcp := "tcp"
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.Is4() {
-			udp, tcp = "udp4", "tcp4"
+			families, tcp = []family{{"udp4", host, true}}, "tcp4"
 		} else {
-			udp, tcp = "udp6", "tcp6"
+			families, tcp = []family{{"udp6", host, false}}, "tcp6"
 		}
 	}
+	lc := net.ListenConfig{Control: reusePort}
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket(udp, addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen on %s over udp: %w", addr, err)
+		var udps []boundUDP
+		closeAll := func() {
+			for _, u := range udps {
+				u.conn.Close()
+			}
 		}
-		tcpAddr := net.JoinHostPort(host, strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := net.Listen(tcp, tcpAddr)
-		if err == nil {
-			return pc, ln, nil
+		p := port
+		var bindErr error
+		for _, f := range families {
+			for range perFamily {
+				pc, err := lc.ListenPacket(context.Background(), f.network, net.JoinHostPort(f.host, p))
+				if err != nil {
+					bindErr = fmt.Errorf("listen on %s over udp: %w", addr, err)
+					break
+				}
+				c := pc.(*net.UDPConn)
+				udps = append(udps, boundUDP{conn: c, v4: f.v4})
+				p = strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
+			}
+			if bindErr != nil {
+				break
+			}
 		}
-		pc.Close()
-		// With port 0 the UDP port the kernel chose may be taken for TCP:
-		// try another.
+		if bindErr == nil {
+			tcpAddr := net.JoinHostPort(host, p)
+			ln, err := net.Listen(tcp, tcpAddr)
+			if err == nil {
+				return udps, ln, nil
+			}
+			bindErr = fmt.Errorf("listen on %s over tcp: %w", tcpAddr, err)
+		}
+		closeAll()
+		// With port 0 the port the kernel chose for one socket may be taken
+		// for another: try another.
 		if port != "0" || attempt >= 10 {
-			return nil, nil, fmt.Errorf("listen on %s over tcp: %w", tcpAddr, err)
+			return nil, nil, bindErr
 		}
 	}
+}
+
+// reusePort sets SO_REUSEPORT on a socket before it is bound.
+func reusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // Serve answers on every bound listener until Shutdown; it returns the
@@ -96,16 +166,24 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 func (s *Server) Serve() error {
 	s.serversMu.Lock()
 	servers := append([]*dns.Server(nil), s.servers...)
+	udp := append([]*udpSocket(nil), s.udp...)
 	s.serversMu.Unlock()
-	if len(servers) == 0 {
+	if len(servers) == 0 && len(udp) == 0 {
 		return errors.New("serve: nothing to serve on (call Listen first)")
 	}
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+len(udp))
 	for _, srv := range servers {
 		go func() { errc <- srv.ActivateAndServe() }()
 	}
+	for _, u := range udp {
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			errc <- newUDPLoop(s, u).run()
+		}()
+	}
 	var first error
-	for range servers {
+	for range len(servers) + len(udp) {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 			go s.Shutdown(context.Background())
@@ -118,14 +196,17 @@ func (s *Server) Serve() error {
 // queries in flight to be answered.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.serversMu.Lock()
-	servers := s.servers
-	s.servers = nil
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp = nil, nil
 	s.serversMu.Unlock()
 	var errs []error
 	for _, srv := range servers {
 		if err := srv.ShutdownContext(ctx); err != nil && err.Error() != "dns: server not started" {
 			errs = append(errs, err)
 		}
+	}
+	for _, u := range udp {
+		u.conn.Close()
 	}
 	done := make(chan struct{})
 	go func() { s.inflight.Wait(); close(done) }()
@@ -139,14 +220,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) closeAllLocked() {
 	for _, srv := range s.servers {
-		if srv.PacketConn != nil {
-			srv.PacketConn.Close()
-		}
 		if srv.Listener != nil {
 			srv.Listener.Close()
 		}
 	}
-	s.servers = nil
+	for _, u := range s.udp {
+		u.conn.Close()
+	}
+	s.servers, s.udp = nil, nil
 }
 
 // Panics returns how many queries panicked and were answered SERVFAIL.

@@ -36,6 +36,23 @@ type Key struct {
 	Route string
 }
 
+// String renders the key for use as a map key of its own: name, type,
+// class, the DO and CD bits and the route, in a form no two keys share.
+func (k Key) String() string {
+	b := make([]byte, 0, len(k.Name)+len(k.Route)+9)
+	b = append(b, k.Name...)
+	b = append(b, 0, byte(k.Type>>8), byte(k.Type), byte(k.Class>>8), byte(k.Class), flag(k.DO), flag(k.CD), 0)
+	b = append(b, k.Route...)
+	return string(b)
+}
+
+func flag(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // KeyOf returns the key of the reply to q. A q without exactly one question
 // gives a key that no reply is ever stored under.
 func KeyOf(q *dns.Msg) Key {
