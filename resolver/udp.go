@@ -85,10 +85,12 @@ type udpLoop struct {
 	out  []ipv4.Message
 	// outBuf holds the replies of one batch, each in a slot of its own.
 	outBuf [][]byte
+	q      wireQuery // the fast path's reused query
 }
 
 func newUDPLoop(s *Server, sock *udpSocket) *udpLoop {
 	l := &udpLoop{s: s, sock: sock, in: make([]ipv4.Message, udpBatch), out: make([]ipv4.Message, udpBatch), outBuf: make([][]byte, udpBatch)}
+	l.q.name = make([]byte, 0, 256)
 	for i := range l.in {
 		l.in[i].Buffers = [][]byte{make([]byte, maxUDPQuery)}
 		l.out[i].Buffers = [][]byte{nil}
@@ -158,6 +160,10 @@ func (l *udpLoop) serve(in, out *ipv4.Message, buf []byte) bool {
 		out.OOB = append(out.OOB[:0], in.OOB[:in.NN]...)
 	}
 	client := udpClient(in.Addr)
+	if reply, ok := l.s.fastAnswer(l.s.state.Load(), client, pkt, buf, &l.q); ok {
+		out.Buffers[0] = reply
+		return true
+	}
 	reply, pend := l.s.answerUDP(client, pkt, buf)
 	if pend != nil {
 		// The batch's buffers are reused before this answer is written, so

@@ -114,11 +114,30 @@ type Cache struct {
 }
 
 // entry is one stored reply. Neither it nor its message is changed once
-// stored, so many Gets may copy it at once.
+// stored, so many Gets may read it at once.
 type entry struct {
 	msg    *dns.Msg
 	stored time.Time
 	ttl    time.Duration // whole seconds
+	// wire is msg packed, and ttls the offset in it of every record's TTL;
+	// nil when msg does not pack.
+	wire []byte
+	ttls []uint16
+	qEnd int // where the question ends in wire
+}
+
+// Hit is a reply found in the cache, shared with every other reader: Msg
+// and Wire must never be changed. Wire holds Msg packed (compressed,
+// without OPT, with the upstream's ID and header bits), TTLs the offset in
+// Wire of every record's TTL as stored, and QEnd where its question ends;
+// Age is the whole seconds since it was stored, by which every TTL must be
+// reduced. Wire is nil when the reply could not be packed.
+type Hit struct {
+	Msg  *dns.Msg
+	Wire []byte
+	TTLs []uint16
+	QEnd int
+	Age  uint32
 }
 
 // New returns an empty cache with the limits in cfg, reading the time from
@@ -140,15 +159,40 @@ func New(cfg Config, now func() time.Time) *Cache {
 // The reply's Id and question are the upstream's: set them from the query
 // being answered.
 func (c *Cache) Get(k Key) (*dns.Msg, bool) {
-	if c.entries == nil {
+	hit, ok := c.lookup(k)
+	if !ok {
 		c.misses.Add(1)
 		return nil, false
+	}
+	m := hit.Msg.Copy()
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range section {
+			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
+				h.Ttl -= min(h.Ttl, hit.Age)
+			}
+		}
+	}
+	c.hits.Add(1)
+	return m, true
+}
+
+// Shared returns the fresh reply stored under k without copying it, for a
+// reader that answers from it as it is, and counts nothing: the reader
+// calls CountHit when it does answer from it.
+func (c *Cache) Shared(k Key) (Hit, bool) { return c.lookup(k) }
+
+// CountHit counts a hit served from Shared.
+func (c *Cache) CountHit() { c.hits.Add(1) }
+
+// lookup finds the fresh entry under k, dropping an expired one.
+func (c *Cache) lookup(k Key) (Hit, bool) {
+	if c.entries == nil {
+		return Hit{}, false
 	}
 	k.Name = dns.CanonicalName(k.Name)
 	e, ok := c.entries.Get(k)
 	if !ok {
-		c.misses.Add(1)
-		return nil, false
+		return Hit{}, false
 	}
 	age := max(c.now().Sub(e.stored), 0)
 	if age >= e.ttl {
@@ -156,20 +200,9 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 		if cur, ok := c.entries.Peek(k); ok && cur == e {
 			c.entries.Remove(k)
 		}
-		c.misses.Add(1)
-		return nil, false
+		return Hit{}, false
 	}
-	m := e.msg.Copy()
-	elapsed := uint32(age / time.Second)
-	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
-		for _, rr := range section {
-			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
-				h.Ttl -= min(h.Ttl, elapsed)
-			}
-		}
-	}
-	c.hits.Add(1)
-	return m, true
+	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second)}, true
 }
 
 // Set stores a copy of m, the upstream's reply to the question in k, for as
@@ -211,8 +244,10 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 			h.Ttl = setTTL(wireTTL(h.Ttl))
 		}
 	}
+	e := &entry{msg: stored, stored: c.now(), ttl: ttl}
+	e.wire, e.ttls, e.qEnd = packWire(stored)
 	k.Name = dns.CanonicalName(k.Name)
-	if c.entries.Add(k, &entry{msg: stored, stored: c.now(), ttl: ttl}) {
+	if c.entries.Add(k, e) {
 		c.evictions.Add(1)
 	}
 }
@@ -301,4 +336,67 @@ func withoutOPT(extra []dns.RR) []dns.RR {
 		return nil
 	}
 	return kept
+}
+
+// packWire packs m, compressed, and finds where its question ends and
+// where each record's TTL is; nil when m does not pack or walk.
+func packWire(m *dns.Msg) (wire []byte, ttls []uint16, qEnd int) {
+	m.Compress = true
+	b, err := m.Pack()
+	if err != nil || len(b) > 0xffff {
+		return nil, nil, 0
+	}
+	qEnd, ttls, ok := walk(b)
+	if !ok {
+		return nil, nil, 0
+	}
+	return b, ttls, qEnd
+}
+
+// walk reads a packed message of one question: where the question ends,
+// and the offset of each record's TTL. It reports false for anything it
+// cannot follow.
+func walk(b []byte) (qEnd int, ttls []uint16, ok bool) {
+	if len(b) < 12 || b[4] != 0 || b[5] != 1 {
+		return 0, nil, false
+	}
+	records := int(b[6])<<8 | int(b[7]) + int(b[8])<<8 | int(b[9]) + int(b[10])<<8 | int(b[11])
+	off, ok := skipName(b, 12)
+	if !ok || off+4 > len(b) {
+		return 0, nil, false
+	}
+	qEnd = off + 4
+	off = qEnd
+	ttls = make([]uint16, 0, records)
+	for range records {
+		if off, ok = skipName(b, off); !ok || off+10 > len(b) {
+			return 0, nil, false
+		}
+		ttls = append(ttls, uint16(off+4))
+		rdlen := int(b[off+8])<<8 | int(b[off+9])
+		off += 10 + rdlen
+		if off > len(b) {
+			return 0, nil, false
+		}
+	}
+	return qEnd, ttls, off == len(b)
+}
+
+// skipName returns the offset just past the (possibly compressed) name at
+// off.
+func skipName(b []byte, off int) (int, bool) {
+	for off < len(b) {
+		switch n := int(b[off]); {
+		case n == 0:
+			return off + 1, true
+		case n&0xC0 == 0xC0:
+			// A pointer ends the name.
+			return off + 2, off+2 <= len(b)
+		case n&0xC0 != 0:
+			return 0, false
+		default:
+			off += 1 + n
+		}
+	}
+	return 0, false
 }

@@ -1,0 +1,169 @@
+package resolver
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"unsafe"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver/cache"
+)
+
+// The fast path answers the commonest UDP query, a cache hit for a name no
+// rule touches, straight from the wire: it reads the header, the question
+// and the OPT record itself, asks the policy and the cache with the name
+// as it lies in a reused buffer, and copies the cached reply's wire form
+// into the output buffer, patching ID, header bits, question spelling and
+// TTLs, and adding the client's OPT. Anything else — a rule that applies,
+// a name with unusual characters, a reply that leads into a blocked name or
+// does not fit — goes to the full path, which unpacks the query into a
+// dns.Msg; both give the same reply.
+
+// wireQuery is what the fast path reads of a query.
+type wireQuery struct {
+	qEnd   int    // where the question ends in the packet
+	name   []byte // the query name in lower-case presentation form, with the final dot
+	qtype  uint16
+	qclass uint16
+	edns   bool
+	do     bool
+	size   int // the client's UDP payload size (512 without EDNS)
+}
+
+// parseWireQuery reads a query of one question and at most an OPT record,
+// whose name has only letters, digits, hyphens and underscores, into q,
+// whose name buffer it reuses. It reports false for anything else.
+func parseWireQuery(pkt []byte, q *wireQuery) bool {
+	// QR clear, opcode QUERY; one question, no answer or authority, at
+	// most one additional record (acceptQuery has judged the rest).
+	if len(pkt) < 17 || pkt[2]&0xF8 != 0 || pkt[4] != 0 || pkt[5] != 1 ||
+		pkt[6]|pkt[7]|pkt[8]|pkt[9]|pkt[10] != 0 || pkt[11] > 1 {
+		return false
+	}
+	name := q.name[:0]
+	off := 12
+	for {
+		n := int(pkt[off])
+		off++
+		if n == 0 {
+			break
+		}
+		if n > 63 || off+n >= len(pkt) {
+			return false
+		}
+		for _, c := range pkt[off : off+n] {
+			switch {
+			case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			case 'A' <= c && c <= 'Z':
+				c += 'a' - 'A'
+			default:
+				return false
+			}
+			name = append(name, c)
+		}
+		name = append(name, '.')
+		off += n
+	}
+	if len(name) == 0 || len(name) > 254 || off+4 > len(pkt) {
+		return false
+	}
+	q.name = name
+	q.qtype = uint16(pkt[off])<<8 | uint16(pkt[off+1])
+	q.qclass = uint16(pkt[off+2])<<8 | uint16(pkt[off+3])
+	off += 4
+	q.qEnd = off
+	q.edns, q.do, q.size = false, false, dns.MinMsgSize
+	if pkt[11] == 0 {
+		return off == len(pkt)
+	}
+	// OPT: root name, type 41, class = payload size, TTL = extended
+	// RCODE, version and flags, then the options (RFC 6891 §6.1.2).
+	if off+11 > len(pkt) || pkt[off] != 0 || pkt[off+1] != 0 || pkt[off+2] != byte(dns.TypeOPT) || pkt[off+6] != 0 {
+		return false
+	}
+	rdlen := int(pkt[off+9])<<8 | int(pkt[off+10])
+	if off+11+rdlen != len(pkt) || pkt[off+5] != 0 {
+		// Trailing bytes, or an extended RCODE in a query.
+		return false
+	}
+	q.edns = true
+	q.do = pkt[off+7]&0x80 != 0
+	q.size = min(max(int(pkt[off+3])<<8|int(pkt[off+4]), dns.MinMsgSize), ednsSize)
+	return true
+}
+
+// nameString views the name buffer as a string without copying it. The
+// string is only handed to lookups that do not keep it (Decide, a cache
+// lookup) and dies before the buffer is reused.
+func nameString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// fastAnswer answers pkt from client into buf when it is a plain cache hit
+// (see above); q is the caller's reused query buffer. It reports false
+// when the full path must answer.
+func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, q *wireQuery) ([]byte, bool) {
+	if snap.cache == nil || !parseWireQuery(pkt, q) || q.qclass != dns.ClassINET {
+		return nil, false
+	}
+	p := snap.policy
+	if !allowed(p.ACLAllow, client) || s.log.Enabled(context.Background(), slog.LevelDebug) {
+		return nil, false
+	}
+	name := nameString(q.name)
+	if d := p.Decide(client, name, q.qtype); d.Rule != nil && (d.Action != policy.ActionAllow || d.Mode != policy.ModeEnforce) {
+		return nil, false
+	}
+	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == p.Answers.SinkholeMX {
+		return nil, false
+	}
+	cd := pkt[3]&0x10 != 0
+	hit, ok := snap.cache.Shared(cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: cd})
+	if !ok || hit.Wire == nil || hit.QEnd != q.qEnd {
+		return nil, false
+	}
+	if _, _, found := inspect(p, client, dns.Question{Qtype: q.qtype}, hit.Msg); found {
+		return nil, false
+	}
+	n := len(hit.Wire)
+	if q.edns {
+		n += optLen
+	}
+	if n > q.size || n > cap(buf) {
+		return nil, false
+	}
+	out := append(buf[:0], hit.Wire...)
+	out[0], out[1] = pkt[0], pkt[1]
+	// QR, opcode QUERY, RD as asked; RA, the upstream's AD and RCODE, CD
+	// as asked (AA, TC and Z clear).
+	out[2] = 0x80 | pkt[2]&0x01
+	out[3] = 0x80 | hit.Wire[3]&0x2F | pkt[3]&0x10
+	copy(out[12:q.qEnd], pkt[12:q.qEnd])
+	for _, at := range hit.TTLs {
+		ttl := uint32(out[at])<<24 | uint32(out[at+1])<<16 | uint32(out[at+2])<<8 | uint32(out[at+3])
+		ttl -= min(ttl, hit.Age)
+		out[at], out[at+1], out[at+2], out[at+3] = byte(ttl>>24), byte(ttl>>16), byte(ttl>>8), byte(ttl)
+	}
+	if q.edns {
+		out = appendOPT(out, q.do)
+		ar := int(out[10])<<8 | int(out[11]) + 1
+		out[10], out[11] = byte(ar>>8), byte(ar)
+	}
+	snap.cache.CountHit()
+	s.obs.Query(q.qtype, int(out[3]&0x0F), ReasonCached)
+	return out, true
+}
+
+// optLen is the length of the OPT record appendOPT writes.
+const optLen = 11
+
+// appendOPT appends the OPT record of a reply without options: typoguard's
+// UDP size and the client's DO bit, as replyOPT makes it.
+func appendOPT(b []byte, do bool) []byte {
+	var flags byte
+	if do {
+		flags = 0x80
+	}
+	return append(b, 0, 0, byte(dns.TypeOPT), byte(ednsSize>>8), byte(ednsSize&0xFF), 0, 0, flags, 0, 0, 0)
+}

@@ -1,0 +1,297 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/resolver/cache"
+)
+
+// fastZone is what the fake upstream of the fast-path tests knows.
+var fastZone = []string{
+	"www.example.com. 300 IN A 198.51.100.1",
+	"www.example.com. 300 IN AAAA 2001:db8::1",
+	"alias.example.com. 120 IN CNAME www.example.com.",
+	"example.com. 3600 IN MX 10 mx.example.com.",
+	"to-ml.example.com. 300 IN CNAME mail.army.ml.",
+	"mx-ml.example.com. 300 IN MX 10 mx.army.ml.",
+	"watched-mx.example.com. 300 IN MX 10 mx.watched.example.",
+}
+
+// fullPath answers req the way the full UDP path does: unpacked, resolved,
+// shaped and packed.
+func fullPath(t *testing.T, s *Server, req *dns.Msg) *dns.Msg {
+	t.Helper()
+	res := s.Resolve(t.Context(), localhost, req)
+	b, err := finish(req, res.Msg, true).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestFastPathMatchesFullPath(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, fastZone...)}
+	s := newTestServer(t, testPolicy, up)
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
+	s.state.Load().cache = cache.New(cache.Config{Size: 1000, MaxTTL: time.Hour, MaxNegativeTTL: time.Hour}, s.now)
+
+	type variant struct {
+		name    string
+		qname   string
+		qtype   uint16
+		edns    bool
+		do, cd  bool
+		fast    bool // the fast path answers it
+		udpSize uint16
+	}
+	cases := []variant{
+		{name: "A, EDNS", qname: "www.example.com.", qtype: dns.TypeA, edns: true, fast: true},
+		{name: "A, no EDNS", qname: "www.example.com.", qtype: dns.TypeA, fast: true},
+		{name: "mixed case", qname: "WwW.ExAmPlE.CoM.", qtype: dns.TypeA, edns: true, fast: true},
+		{name: "AAAA, DO and CD", qname: "www.example.com.", qtype: dns.TypeAAAA, edns: true, do: true, cd: true, fast: true},
+		{name: "CNAME chain", qname: "alias.example.com.", qtype: dns.TypeA, edns: true, fast: true},
+		{name: "MX", qname: "example.com.", qtype: dns.TypeMX, edns: true, fast: true},
+		{name: "no data", qname: "www.example.com.", qtype: dns.TypeTXT, edns: true, fast: false}, // no SOA: not cached
+		{name: "CNAME into a blocked name", qname: "to-ml.example.com.", qtype: dns.TypeA, edns: true, fast: false},
+		{name: "MX into a blocked name", qname: "mx-ml.example.com.", qtype: dns.TypeMX, edns: true, fast: false},
+		{name: "MX into a monitored name", qname: "watched-mx.example.com.", qtype: dns.TypeMX, edns: true, fast: false},
+		{name: "blocked name", qname: "mail.army.ml.", qtype: dns.TypeMX, edns: true, fast: false},
+		{name: "allow exception", qname: "partner.ml.", qtype: dns.TypeA, edns: true, fast: false}, // not cached yet
+		{name: "escaped name", qname: `a\.b.example.com.`, qtype: dns.TypeA, fast: false},
+	}
+	buf := make([]byte, 0, maxUDPReply)
+	q := wireQuery{name: make([]byte, 0, 256)}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := new(dns.Msg)
+			req.SetQuestion(tc.qname, tc.qtype)
+			req.CheckingDisabled = tc.cd
+			if tc.edns {
+				req.SetEdns0(4096, tc.do)
+			}
+			fullPath(t, s, req) // warm the cache
+			clock = clock.Add(7 * time.Second)
+			want := fullPath(t, s, req)
+			pkt, err := req.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, ok := s.fastAnswer(s.state.Load(), localhost, pkt, buf, &q)
+			if ok != tc.fast {
+				t.Fatalf("fast path answered: %v, want %v", ok, tc.fast)
+			}
+			if !ok {
+				return
+			}
+			got := new(dns.Msg)
+			if err := got.Unpack(out); err != nil {
+				t.Fatalf("fast reply does not unpack: %v", err)
+			}
+			// Names the cached reply compresses against the question take
+			// the client's spelling of it, as in Unbound's replies; case
+			// aside, the two must be the same.
+			if !strings.EqualFold(got.String(), want.String()) {
+				t.Errorf("fast path:\n%s\nfull path:\n%s", got, want)
+			}
+			if got.Question[0].Name != tc.qname {
+				t.Errorf("question %q, want the client's spelling %q", got.Question[0].Name, tc.qname)
+			}
+		})
+	}
+}
+
+// TestWireCacheHammer sends many queries at once over real UDP from many
+// goroutines, names in random case and random IDs, and checks every reply's
+// ID, question and TTL.
+func TestWireCacheHammer(t *testing.T) {
+	var zone []string
+	for i := range 50 {
+		zone = append(zone, fmt.Sprintf("host%d.example.com. 300 IN A 198.51.100.%d", i, i))
+	}
+	up := &fakeUpstream{exchange: answerFrom(t, zone...)}
+	s := newTestServer(t, testPolicy, up)
+	addr := serveOn(t, s, "127.0.0.1:0")
+
+	const workers, each = 8, 400
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- hammer(addr, w, each)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// hammer sends n queries from one socket and checks each reply.
+func hammer(addr string, seed, n int) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rnd := rand.New(rand.NewPCG(uint64(seed), 1))
+	buf := make([]byte, 2048)
+	for range n {
+		i := rnd.IntN(50)
+		name := []byte(fmt.Sprintf("host%d.example.com.", i))
+		for j := range name {
+			if rnd.IntN(2) == 0 {
+				name[j] = strings.ToUpper(string(name[j]))[0]
+			}
+		}
+		req := new(dns.Msg)
+		req.SetQuestion(string(name), dns.TypeA)
+		req.Id = uint16(rnd.Uint32())
+		if rnd.IntN(2) == 0 {
+			req.SetEdns0(1232, false)
+		}
+		b, _ := req.Pack()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(b); err != nil {
+			return err
+		}
+		nr, err := c.Read(buf)
+		if err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(buf[:nr]); err != nil {
+			return fmt.Errorf("%s: reply does not unpack: %v", name, err)
+		}
+		switch {
+		case m.Id != req.Id:
+			return fmt.Errorf("%s: reply ID %d, want %d", name, m.Id, req.Id)
+		case len(m.Question) != 1 || m.Question[0].Name != string(name) || m.Question[0].Qtype != dns.TypeA:
+			return fmt.Errorf("%s: reply question %v", name, m.Question)
+		case len(m.Answer) != 1:
+			return fmt.Errorf("%s: answer %v", name, m.Answer)
+		case m.Answer[0].Header().Ttl == 0 || m.Answer[0].Header().Ttl > 300:
+			return fmt.Errorf("%s: TTL %d", name, m.Answer[0].Header().Ttl)
+		case m.Answer[0].(*dns.A).A.String() != fmt.Sprintf("198.51.100.%d", i):
+			return fmt.Errorf("%s: answer %v", name, m.Answer[0])
+		case (req.IsEdns0() != nil) != (m.IsEdns0() != nil):
+			return fmt.Errorf("%s: OPT in the query %v, in the reply %v", name, req.IsEdns0() != nil, m.IsEdns0() != nil)
+		}
+	}
+	return nil
+}
+
+// serveOn serves s on one UDP and TCP address until the test ends and
+// returns the UDP address.
+func serveOn(t *testing.T, s *Server, addr string) string {
+	t.Helper()
+	bound, err := s.Listen([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return bound[0].Addr.String()
+}
+
+// TestWildcardRepliesFromQueriedAddress listens on 0.0.0.0 and asks at
+// 127.0.0.2: the reply must come from 127.0.0.2, or a client's connected
+// socket (and dig) would not take it.
+func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, fastZone...)}
+	s := newTestServer(t, testPolicy, up)
+	addr := serveOn(t, s, "0.0.0.0:0")
+	_, port, _ := net.SplitHostPort(addr)
+	for _, to := range []string{"127.0.0.2", "127.0.0.3"} {
+		for _, name := range []string{"mail.army.ml.", "www.example.com.", "www.example.com."} {
+			c, err := net.Dial("udp", net.JoinHostPort(to, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := new(dns.Msg)
+			req.SetQuestion(name, dns.TypeA)
+			b, _ := req.Pack()
+			c.Write(b)
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 1500)
+			n, err := c.Read(buf) // a connected socket takes replies from to only
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s at %s: no reply from that address: %v", name, to, err)
+			}
+			m := new(dns.Msg)
+			if err := m.Unpack(buf[:n]); err != nil || m.Id != req.Id {
+				t.Fatalf("%s at %s: bad reply %v %v", name, to, m, err)
+			}
+		}
+	}
+}
+
+// BenchmarkFastHit is a cache hit answered by the fast path, from the
+// query's bytes to the reply's.
+func BenchmarkFastHit(b *testing.B) {
+	up := &fakeUpstream{exchange: answerFrom(b, fastZone...)}
+	s := newTestServer(b, testPolicy, up)
+	req := query("www.example.com.", dns.TypeA, true)
+	s.Resolve(b.Context(), localhost, req)
+	pkt, _ := req.Pack()
+	buf := make([]byte, 0, maxUDPReply)
+	q := wireQuery{name: make([]byte, 0, 256)}
+	snap := s.state.Load()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := s.fastAnswer(snap, localhost, pkt, buf, &q); !ok {
+			b.Fatal("not answered by the fast path")
+		}
+	}
+}
+
+// BenchmarkFastHitParallel runs the fast path on every GOMAXPROCS at once:
+// with nothing shared but the cache's shards, the time per answer should
+// stay flat as -cpu grows.
+func BenchmarkFastHitParallel(b *testing.B) {
+	up := &fakeUpstream{exchange: answerFrom(b, fastZone...)}
+	s := newTestServer(b, testPolicy, up)
+	req := query("www.example.com.", dns.TypeA, true)
+	s.Resolve(b.Context(), localhost, req)
+	pkt, _ := req.Pack()
+	snap := s.state.Load()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 0, maxUDPReply)
+		q := wireQuery{name: make([]byte, 0, 256)}
+		for pb.Next() {
+			if _, ok := s.fastAnswer(snap, localhost, pkt, buf, &q); !ok {
+				b.Fatal("not answered by the fast path")
+			}
+		}
+	})
+}
