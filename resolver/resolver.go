@@ -86,7 +86,7 @@ type Server struct {
 	// lastUpstreamOK is when an upstream last answered, in Unix nanoseconds.
 	lastUpstreamOK atomic.Int64
 
-	serversMu sync.Mutex // guards servers and udp
+	serversMu sync.Mutex    // guards servers and udp
 	servers   []*dns.Server // TCP
 	udp       []*udpSocket
 	inflight  sync.WaitGroup
