@@ -1,23 +1,32 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/typoguard/typoguard/policy"
 )
 
+// droppedMsg is the message of the line that counts log lines dropped.
+const droppedMsg = "log lines dropped: the log could not keep up"
+
 // logSwitch is a slog.Handler whose format and level a reload can change.
+// Its lines go to the destination through a logWriter, so that logging
+// never waits for the destination; Close writes what is left.
 type logSwitch struct {
-	w     io.Writer
+	out   *logWriter
 	level slog.LevelVar
+	json  atomic.Bool // the format in force is JSON, not text
 	cur   atomic.Pointer[slog.Handler]
 }
 
 func newLogSwitch(w io.Writer, s policy.LogSettings) *logSwitch {
-	l := &logSwitch{w: w}
+	l := &logSwitch{}
+	l.out = newLogWriter(w, l.appendDropped, defaultLogLimits)
 	l.set(s)
 	return l
 }
@@ -30,11 +39,34 @@ func (l *logSwitch) set(s policy.LogSettings) {
 	}
 	l.level.Set(level)
 	opts := &slog.HandlerOptions{Level: &l.level}
-	var h slog.Handler = slog.NewTextHandler(l.w, opts)
+	var h slog.Handler = slog.NewTextHandler(l.out, opts)
 	if s.Format == "json" {
-		h = slog.NewJSONHandler(l.w, opts)
+		h = slog.NewJSONHandler(l.out, opts)
 	}
+	l.json.Store(s.Format == "json")
 	l.cur.Store(&h)
+}
+
+// Close writes every line still pending and returns once written; lines
+// logged after it are written at once, on the caller's goroutine.
+func (l *logSwitch) Close() error { return l.out.Close() }
+
+// Dropped returns how many lines were dropped, since the start, because the
+// destination could not keep up.
+func (l *logSwitch) Dropped() uint64 { return l.out.Dropped() }
+
+// appendDropped appends to buf the warning that n lines were dropped, in
+// the format in force, whatever the level: drops are never silent.
+func (l *logSwitch) appendDropped(buf []byte, n uint64) []byte {
+	b := bytes.NewBuffer(buf)
+	var h slog.Handler = slog.NewTextHandler(b, nil)
+	if l.json.Load() {
+		h = slog.NewJSONHandler(b, nil)
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelWarn, droppedMsg, 0)
+	r.AddAttrs(slog.Uint64("dropped", n))
+	h.Handle(context.Background(), r)
+	return b.Bytes()
 }
 
 // Enabled implements slog.Handler.

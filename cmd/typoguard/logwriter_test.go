@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/typoguard/typoguard/policy"
 )
 
 // recorder is a log destination that keeps what it is given, one entry per
@@ -207,5 +212,75 @@ func TestLogWriterCloseFlushes(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+func TestLogSwitchReportsDropsInTheFormatInForce(t *testing.T) {
+	for _, tc := range []struct {
+		name, format string
+		check        func(t *testing.T, line string)
+	}{
+		{"json", "json", func(t *testing.T, line string) {
+			var got map[string]any
+			if err := json.Unmarshal([]byte(line), &got); err != nil {
+				t.Fatalf("%v: %q", err, line)
+			}
+			if got["level"] != "WARN" || got["msg"] != droppedMsg || got["dropped"] != 1234.0 || got["time"] == nil {
+				t.Errorf("got %v", got)
+			}
+		}},
+		{"text", "text", func(t *testing.T, line string) {
+			if want := ` level=WARN msg="` + droppedMsg + `" dropped=1234`; !strings.HasPrefix(line, "time=") || !strings.HasSuffix(line, want) {
+				t.Errorf("got %q, want time=... %s", line, want)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Start in the other format, as after a reload.
+			l := newLogSwitch(&recorder{}, policy.LogSettings{Format: "json", Level: "error"})
+			defer l.Close()
+			l.set(policy.LogSettings{Format: tc.format, Level: "error"})
+			out := string(l.appendDropped([]byte("before\n"), 1234))
+			line, ok := strings.CutPrefix(out, "before\n")
+			if !ok || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
+				t.Fatalf("not one line after the batch: %q", out)
+			}
+			tc.check(t, strings.TrimSuffix(line, "\n"))
+		})
+	}
+}
+
+// BenchmarkAuditLine measures one audit line, as resolver's audit logs it,
+// through the logWriter and straight to a file, both on /dev/null.
+func BenchmarkAuditLine(b *testing.B) {
+	audit := func(log *slog.Logger) {
+		log.Info("blocked", "client", "192.0.2.7", "name", "army.ml.", "type", "MX",
+			"rule", "mali-is-not-mil", "action", "nxdomain", "mode", "enforce", "cached", false)
+	}
+	open := func(b *testing.B) *os.File {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		return f
+	}
+	b.Run("file", func(b *testing.B) {
+		log := slog.New(slog.NewJSONHandler(open(b), nil))
+		b.ReportAllocs()
+		for b.Loop() {
+			audit(log)
+		}
+	})
+	b.Run("logWriter", func(b *testing.B) {
+		l := newLogSwitch(open(b), policy.LogSettings{Format: "json", Level: "info"})
+		log := slog.New(l)
+		b.ReportAllocs()
+		for b.Loop() {
+			audit(log)
+		}
+		b.StopTimer()
+		l.Close()
+		b.ReportMetric(float64(l.Dropped())/float64(b.N), "dropped/op")
 	})
 }

@@ -118,6 +118,15 @@ func (m *metrics) watchCache(srv *resolver.Server) {
 	)
 }
 
+// watchLog exports the count of log lines dropped, read when scraped. Each
+// batch of drops is also reported in the log itself.
+func (m *metrics) watchLog(l *logSwitch) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "typoguard_audit_dropped_total",
+		Help: "Log lines, audit lines and all others, dropped because the log's destination could not keep up.",
+	}, func() float64 { return float64(l.Dropped()) }))
+}
+
 // watchExplainer exports the explainer's open sessions, read when scraped.
 func (m *metrics) watchExplainer(x *explainer.Server) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

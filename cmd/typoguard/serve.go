@@ -50,6 +50,10 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	loadTime := time.Since(start)
 	logs := newLogSwitch(stderr, p.Log)
+	// Every return from here on, on an error or after SIGTERM, writes out
+	// the lines the log still holds: Close runs after the calls deferred
+	// below.
+	defer logs.Close()
 	log := slog.New(logs)
 	addrs := p.Listen
 	if len(listen) > 0 {
@@ -61,6 +65,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	m := newMetrics()
+	m.watchLog(logs)
 	srv, err := resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys, Observer: m})
 	if err != nil {
 		log.Error("cannot start", "err", err)
