@@ -26,14 +26,36 @@ type Decision struct {
 // Text describes the decision for people: "army.ml looks like army.mil
 // (letter dropped from the suffix)", or for a listed domain `rule
 // "mali-is-not-mil" (nxdomain)`. EDE texts, audit lines and explain share it.
-func (d Decision) Text() string {
-	if d.Lookalike.Kind != KindNone {
-		return strings.ToLower(d.Lookalike.Name) + " looks like " + d.Lookalike.Of + " (" + d.Lookalike.String() + ")"
+func (d Decision) Text() string { return string(d.AppendText(nil)) }
+
+// AppendText appends Text to b, without allocating when b has room.
+func (d Decision) AppendText(b []byte) []byte {
+	if l := d.Lookalike; l.Kind != KindNone {
+		for i := 0; i < len(l.Name); i++ {
+			c := l.Name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+		}
+		b = append(b, " looks like "...)
+		b = append(b, l.Of...)
+		b = append(b, " ("...)
+		if l.Unicode && l.Kind != KindConfusable {
+			b = append(b, KindConfusable.String()...)
+			b = append(b, ", "...)
+		}
+		b = append(b, l.Kind.String()...)
+		return append(b, ')')
 	}
 	if d.Rule == nil {
-		return "no rule applies"
+		return append(b, "no rule applies"...)
 	}
-	return "rule " + strconv.Quote(d.Rule.Name) + " (" + d.Action.String() + ")"
+	b = append(b, "rule "...)
+	b = strconv.AppendQuote(b, d.Rule.Name)
+	b = append(b, " ("...)
+	b = append(b, d.Action.String()...)
+	return append(b, ')')
 }
 
 // Blocked reports whether the answer comes from the policy instead of the

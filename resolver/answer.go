@@ -66,14 +66,17 @@ func Synthesize(req *dns.Msg, d policy.Decision, a policy.AnswerSettings) *dns.M
 // ruleText names the deciding rule for the EDE text: `typoguard rule
 // "mali-is-not-mil" (nxdomain)`, or for a lookalike "typoguard: army.ml
 // looks like army.mil (letter dropped from the suffix)".
-func ruleText(d policy.Decision) string {
+func ruleText(d policy.Decision) string { return string(appendRuleText(nil, d)) }
+
+// appendRuleText appends ruleText to b.
+func appendRuleText(b []byte, d policy.Decision) []byte {
 	switch {
 	case d.Rule == nil:
-		return "typoguard"
+		return append(b, "typoguard"...)
 	case d.Lookalike.Kind != policy.KindNone:
-		return "typoguard: " + d.Text()
+		return d.AppendText(append(b, "typoguard: "...))
 	}
-	return "typoguard " + d.Text()
+	return d.AppendText(append(b, "typoguard "...))
 }
 
 // sinkholeRecords answers MX with the sinkhole exchange and its addresses,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"unsafe"
 
 	"github.com/miekg/dns"
@@ -104,7 +105,7 @@ func nameString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len
 // (see above); q is the caller's reused query buffer. It reports false
 // when the full path must answer.
 func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, q *wireQuery) ([]byte, bool) {
-	if snap.cache == nil || !parseWireQuery(pkt, q) || q.qclass != dns.ClassINET {
+	if !parseWireQuery(pkt, q) || q.qclass != dns.ClassINET {
 		return nil, false
 	}
 	p := snap.policy
@@ -112,7 +113,15 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 		return nil, false
 	}
 	name := nameString(q.name)
-	if d := p.Decide(client, name, q.qtype); d.Rule != nil && (d.Action != policy.ActionAllow || d.Mode != policy.ModeEnforce) {
+	if d := p.Decide(client, name, q.qtype); d.Rule != nil {
+		if d.Blocked() {
+			return s.fastBlocked(p, client, pkt, buf, q, d)
+		}
+		if d.Action != policy.ActionAllow || d.Mode != policy.ModeEnforce {
+			return nil, false
+		}
+	}
+	if snap.cache == nil {
 		return nil, false
 	}
 	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == p.Answers.SinkholeMX {
@@ -166,4 +175,120 @@ func appendOPT(b []byte, do bool) []byte {
 		flags = 0x80
 	}
 	return append(b, 0, 0, byte(dns.TypeOPT), byte(ednsSize>>8), byte(ednsSize&0xFF), 0, 0, flags, 0, 0, 0)
+}
+
+// soaNames are the SOA's MNAME and RNAME of a synthesized answer (soaNS,
+// soaMbox) in wire form.
+var soaNames = func() []byte {
+	b := make([]byte, 64)
+	n, _ := dns.PackDomainName(soaNS, b, 0, nil, false)
+	m, _ := dns.PackDomainName(soaMbox, b, n, nil, false)
+	return b[:m]
+}()
+
+// fastBlocked answers, straight into buf, a query that d blocks with
+// nxdomain, nodata, null-mx or refuse: the same reply Synthesize makes,
+// built without a dns.Msg. It reports false for a sinkhole, or a reply
+// that does not fit, which the full path answers.
+func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byte, q *wireQuery, d policy.Decision) ([]byte, bool) {
+	var rcode byte
+	var answer, soa bool
+	switch d.Action {
+	case policy.ActionNXDomain:
+		rcode, soa = dns.RcodeNameError, true
+	case policy.ActionNoData:
+		soa = true
+	case policy.ActionNullMX:
+		answer = q.qtype == dns.TypeMX
+		soa = !answer
+	case policy.ActionRefuse:
+		rcode = dns.RcodeRefused
+	default:
+		return nil, false
+	}
+	ttl := ttlSeconds(p.Answers.TTL)
+	out := append(buf[:0], pkt[0], pkt[1], 0x80|pkt[2]&0x01, 0x80|pkt[3]&0x10|rcode, 0, 1, 0, 0, 0, 0, 0, 0)
+	out = append(out, pkt[12:q.qEnd]...)
+	if answer {
+		// RFC 7505 §3: MX 0 ".", its owner the question's name.
+		out[7] = 1
+		out = append(out, 0xC0, 12, 0, byte(dns.TypeMX), 0, byte(dns.ClassINET))
+		out = appendUint32(out, ttl)
+		out = append(out, 0, 3, 0, 0, 0)
+	}
+	if soa {
+		// The SOA of the matched domain (RFC 2308 §3), as negativeSOA.
+		out[9] = 1
+		out = appendLowerName(out, d.Domain)
+		out = append(out, 0, byte(dns.TypeSOA), 0, byte(dns.ClassINET))
+		out = appendUint32(out, ttl)
+		out = append(out, 0, byte(len(soaNames)+20))
+		out = append(out, soaNames...)
+		for _, v := range [...]uint32{1, 3600, 600, 86400, ttl} {
+			out = appendUint32(out, v)
+		}
+	}
+	if q.edns {
+		code := dns.ExtendedErrorCodeBlocked
+		if d.Action == policy.ActionRefuse {
+			code = dns.ExtendedErrorCodeProhibited
+		}
+		out[11] = 1
+		out = appendOPT(out, q.do)
+		opt := len(out)
+		// The EDE option (RFC 8914 §2): code 15, its length, INFO-CODE,
+		// EXTRA-TEXT; the OPT's RDLENGTH is patched once it is known.
+		out = append(out, 0, 15, 0, 0, byte(code>>8), byte(code))
+		out = appendRuleText(out, d)
+		n := len(out) - opt
+		out[opt-2], out[opt-1] = byte(n>>8), byte(n)
+		out[opt+2], out[opt+3] = byte((n-4)>>8), byte(n-4)
+	}
+	if len(out) > q.size || len(out) > cap(buf) {
+		return nil, false
+	}
+	s.audit(client, dns.Question{Name: s.spelledName(pkt, q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
+	s.obs.Query(q.qtype, int(rcode), ReasonBlocked)
+	return out, true
+}
+
+// spelledName is the query name as the client spelled it, for the audit
+// line; "" when no line is written, so that nothing is allocated.
+func (s *Server) spelledName(pkt []byte, q *wireQuery) string {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return ""
+	}
+	name, _, err := dns.UnpackDomainName(pkt, 12)
+	if err != nil {
+		return nameString(q.name)
+	}
+	return name
+}
+
+// appendLowerName appends the presentation name of plain labels in wire
+// form, lower-cased, ending in the root.
+func appendLowerName(b []byte, name string) []byte {
+	for len(name) > 0 {
+		i := strings.IndexByte(name, '.')
+		if i < 0 {
+			i = len(name)
+		}
+		b = append(b, byte(i))
+		for j := range i {
+			c := name[j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+		}
+		if i == len(name) {
+			break
+		}
+		name = name[i+1:]
+	}
+	return append(b, 0)
+}
+
+func appendUint32(b []byte, v uint32) []byte {
+	return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }

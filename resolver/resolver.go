@@ -499,29 +499,32 @@ func withoutOPT(rrs []dns.RR) []dns.RR {
 // audit logs one block or would-block.
 func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
 	s.obs.Block(d)
-	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	verdict := "blocked"
 	if d.WouldBlock() {
 		verdict = "would block"
 	}
-	attrs := []any{
-		"client", client.String(),
-		"name", q.Name,
-		"type", dns.TypeToString[q.Qtype],
-		"rule", d.Rule.Name,
-		"action", d.Action.String(),
-		"mode", d.Mode.String(),
-		"cached", cached,
-	}
+	// LogAttrs with a fixed array of attributes: no boxing of each value.
+	var attrs [10]slog.Attr
+	a := append(attrs[:0],
+		slog.String("client", client.String()),
+		slog.String("name", q.Name),
+		slog.String("type", dns.TypeToString[q.Qtype]),
+		slog.String("rule", d.Rule.Name),
+		slog.String("action", d.Action.String()),
+		slog.String("mode", d.Mode.String()),
+		slog.Bool("cached", cached),
+	)
 	if l := d.Lookalike; l.Kind != policy.KindNone {
-		attrs = append(attrs, "looks_like", l.Of, "kind", l.String())
+		a = append(a, slog.String("looks_like", l.Of), slog.String("kind", l.String()))
 	}
 	if via != "" {
-		attrs = append(attrs, "via", via)
+		a = append(a, slog.String("via", via))
 	}
-	s.log.Info(verdict, attrs...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, verdict, a...)
 }
 
 // addrOf returns the IP of a client address, unmapped from IPv4-in-IPv6.
