@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -29,6 +30,7 @@ func serve(args []string, stderr io.Writer) int {
 	config := configFlag(fs)
 	var listen listFlag
 	fs.Var(&listen, "listen", "address to listen on, UDP and TCP (repeatable; overrides the policy's listen)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file until typoguard stops")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -36,6 +38,14 @@ func serve(args []string, stderr io.Writer) int {
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "typoguard serve: unexpected argument %q\n", pos[0])
 		return 2
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "typoguard serve: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	// Catch signals from the start: a SIGTERM that arrives while starting
 	// is acted on once serving, not lost to the default action.
@@ -162,6 +172,22 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		expiry.Reset(untilExpiry(srv.Policy(), time.Now()))
 	}
+}
+
+// startCPUProfile profiles the process into file until stop is called.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // daemon holds what a reload touches.
