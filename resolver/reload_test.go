@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,5 +137,37 @@ func TestAuditLineGolden(t *testing.T) {
 	}
 	if buf.String() != string(want) {
 		t.Errorf("audit lines:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+func TestReloadKeepsUnchangedUpstreams(t *testing.T) {
+	made := map[string]int{}
+	cfg := Config{NewUpstream: func(addrs []string, _ time.Duration) upstream.Exchanger {
+		made[strings.Join(addrs, ",")]++
+		return &fakeUpstream{exchange: answerFrom(t)}
+	}}
+	parse := func(src string) *policy.Policy {
+		p, err := policy.Parse("r.yaml", []byte(src), policy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const a = "upstreams: [\"127.0.0.1:1\"]\nrules:\n  - {name: corp, domains: [corp.example], action: forward, servers: [\"127.0.0.1:2\"]}\n"
+	s, err := New(parse(a), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(parse(a + "  - {name: x, domains: [x.example], action: nxdomain}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if made["127.0.0.1:1"] != 1 || made["127.0.0.1:2"] != 1 {
+		t.Errorf("exchangers made %v: a reload that changes no upstream should keep them", made)
+	}
+	if err := s.Reload(parse("upstreams: [\"127.0.0.1:3\"]\n")); err != nil {
+		t.Fatal(err)
+	}
+	if made["127.0.0.1:3"] != 1 {
+		t.Errorf("exchangers made %v: a new upstream needs its own", made)
 	}
 }

@@ -99,6 +99,10 @@ type snapshot struct {
 	cache    *cache.Cache // nil: caching off
 	upstream upstream.Exchanger
 	forward  map[*policy.Rule]upstream.Exchanger // per forward rule
+	// exchangers holds every exchanger above by its servers and timeout,
+	// so that a reload keeps those (and their failover memory) whose
+	// settings did not change.
+	exchangers map[string]upstream.Exchanger
 }
 
 // New makes a server for the compiled policy p.
@@ -123,7 +127,8 @@ func New(p *policy.Policy, cfg Config) (*Server, error) {
 }
 
 // Reload swaps in a new compiled policy. Queries already running finish
-// under the old one; the cache is kept unless its settings changed.
+// under the old one; the cache is kept unless its settings changed, and so
+// is each group of upstreams whose servers and timeout did not change.
 func (s *Server) Reload(p *policy.Policy) error {
 	addrs := p.Upstreams
 	if len(addrs) == 0 {
@@ -132,20 +137,36 @@ func (s *Server) Reload(p *policy.Policy) error {
 	if len(addrs) == 0 {
 		return errors.New("no upstreams: the policy names none and the system has no nameservers")
 	}
-	snap := &snapshot{
-		policy:   p,
-		upstream: s.newUp(addrs, p.UpstreamTimeout),
-		forward:  map[*policy.Rule]upstream.Exchanger{},
-	}
-	rules := p.Rules()
-	for i := range rules {
-		if r := &rules[i]; r.Action == policy.ActionForward {
-			snap.forward[r] = s.newUp(r.Servers, p.UpstreamTimeout)
-		}
-	}
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	old := s.state.Load()
+	snap := &snapshot{
+		policy:     p,
+		forward:    map[*policy.Rule]upstream.Exchanger{},
+		exchangers: map[string]upstream.Exchanger{},
+	}
+	exchanger := func(addrs []string) upstream.Exchanger {
+		key := strings.Join(addrs, " ") + "/" + p.UpstreamTimeout.String()
+		if ex, ok := snap.exchangers[key]; ok {
+			return ex
+		}
+		ex, ok := upstream.Exchanger(nil), false
+		if old != nil {
+			ex, ok = old.exchangers[key]
+		}
+		if !ok {
+			ex = s.newUp(addrs, p.UpstreamTimeout)
+		}
+		snap.exchangers[key] = ex
+		return ex
+	}
+	snap.upstream = exchanger(addrs)
+	rules := p.Rules()
+	for i := range rules {
+		if r := &rules[i]; r.Action == policy.ActionForward {
+			snap.forward[r] = exchanger(r.Servers)
+		}
+	}
 	if old != nil && old.policy.Cache == p.Cache {
 		snap.cache = old.cache
 	} else if p.Cache.Size > 0 {

@@ -82,7 +82,7 @@ func printExplanation(w io.Writer, p *policy.Policy, client netip.Addr, qtype ui
 		fmt.Fprintln(w, "decision: answered by typoguard: the sinkhole exchange's address")
 	case d.WouldBlock():
 		fmt.Fprintf(w, "decision: allowed and forwarded to %s; the rule is in monitor mode, so it is logged as \"would block\" (%s)\n", upstreams, d.Action)
-	case d.Action == policy.ActionForward:
+	case d.Action == policy.ActionForward && d.Mode == policy.ModeEnforce:
 		fmt.Fprintf(w, "decision: forwarded to the rule's servers %s\n", strings.Join(d.Rule.Servers, ", "))
 	default:
 		fmt.Fprintf(w, "decision: allowed and forwarded to %s\n", upstreams)
