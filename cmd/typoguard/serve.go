@@ -121,29 +121,36 @@ func serve(args []string, stderr io.Writer) int {
 			changed = w.changed
 		}
 	}
+	return d.run(signals, changed)
+}
+
+// run serves until SIGTERM or SIGINT, or until serving fails, reloading on
+// SIGHUP, on a change of the policy's files and when an exception expires.
+// It returns the exit code.
+func (d *daemon) run(signals <-chan os.Signal, changed <-chan struct{}) int {
 	served := make(chan error, 2)
-	go func() { served <- srv.Serve() }()
-	if x != nil {
+	go func() { served <- d.srv.Serve() }()
+	if d.explainer != nil {
 		go func() {
-			if err := x.Serve(); err != nil {
+			if err := d.explainer.Serve(); err != nil {
 				served <- err
 			}
 		}()
 	}
-	expiry := time.NewTimer(untilExpiry(p, time.Now()))
+	expiry := time.NewTimer(untilExpiry(d.srv.Policy(), time.Now()))
 	defer expiry.Stop()
 	for {
 		select {
 		case err := <-served:
 			if err != nil {
-				log.Error("serving failed", "err", err)
+				d.log.Error("serving failed", "err", err)
 				return 1
 			}
 			return 0
 		case <-changed:
 			// Nothing to do when the files read the same as at the last
 			// reload, good or bad: no loops, no repeated error logs.
-			if print := fingerprint(*config, srv.Policy()); print != d.lastPrint {
+			if print := fingerprint(d.path, d.srv.Policy()); print != d.lastPrint {
 				d.reload("file changed")
 			}
 		case <-expiry.C:
@@ -151,27 +158,31 @@ func serve(args []string, stderr io.Writer) int {
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
 				d.reload("SIGHUP")
-				expiry.Reset(untilExpiry(srv.Policy(), time.Now()))
-				continue
+				break
 			}
-			log.Info("shutting down", "signal", sig.String())
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			err := srv.Shutdown(ctx)
-			if x != nil {
-				// Sessions left after the grace are closed; a mail server
-				// retries them elsewhere or later.
-				x.Shutdown(ctx)
-			}
-			cancel()
-			if err != nil {
-				log.Error("shutdown", "err", err)
-				return 1
-			}
-			log.Info("stopped")
-			return 0
+			d.log.Info("shutting down", "signal", sig.String())
+			return d.shutdown()
 		}
-		expiry.Reset(untilExpiry(srv.Policy(), time.Now()))
+		expiry.Reset(untilExpiry(d.srv.Policy(), time.Now()))
 	}
+}
+
+// shutdown stops serving, within shutdownGrace, and returns the exit code.
+func (d *daemon) shutdown() int {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := d.srv.Shutdown(ctx)
+	if d.explainer != nil {
+		// Sessions left after the grace are closed; a mail server
+		// retries them elsewhere or later.
+		d.explainer.Shutdown(ctx)
+	}
+	if err != nil {
+		d.log.Error("shutdown", "err", err)
+		return 1
+	}
+	d.log.Info("stopped")
+	return 0
 }
 
 // startCPUProfile profiles the process into file until stop is called.
