@@ -8,7 +8,7 @@ PATH=$PATH:/usr/sbin:/sbin
 
 usage() {
 	cat <<'EOF'
-usage: bash bench/compare.sh [-l SECONDS] [-r ROUNDS] [-w WORKLOADS] [-threads N] [-n DOMAINS] [-keep]
+usage: bash bench/compare.sh [-l SECONDS] [-r ROUNDS] [-w WORKLOADS] [-threads N] [-n DOMAINS] [-keep] [-profile DIR]
 
 Measures typoguard and Unbound with dnsperf, each forwarding to the same NSD
 on 127.0.0.1, and prints a table of both.
@@ -27,6 +27,8 @@ on 127.0.0.1, and prints a table of both.
                 N > 1: N threads each, nothing pinned
   -n DOMAINS    size of the big workload's list (default 1000000)
   -keep         keep the temporary directory: configs, query files, logs
+  -profile DIR  write a CPU profile of each typoguard run to DIR
+                (WORKLOAD-typoguard-rROUND.pprof; go tool pprof -top)
   -h            this help
 
 Installs dnsperf, unbound, nsd and dig from Debian if they are missing,
@@ -40,6 +42,7 @@ workloads=hit,blocked,miss,big
 threads=1
 big_n=1000000
 keep=0
+profile_dir=
 # Names of the miss workload, per second of a run: more than any server here
 # answers, so that no name is asked twice in one run.
 miss_per_second=${MISS_QPS_CAP:-100000}
@@ -57,7 +60,7 @@ parse_args() {
 			exit 0
 			;;
 		-keep) keep=1 ;;
-		-l | -r | -w | -threads | -n)
+		-l | -r | -w | -threads | -n | -profile)
 			(($# >= 2)) || die "$1 needs a value"
 			case $1 in
 			-l) seconds=$2 ;;
@@ -65,6 +68,7 @@ parse_args() {
 			-w) workloads=$2 ;;
 			-threads) threads=$2 ;;
 			-n) big_n=$2 ;;
+			-profile) profile_dir=$2 ;;
 			esac
 			shift
 			;;
@@ -507,8 +511,12 @@ start_server() {
 	case $server in
 	typoguard)
 		srv_port=$tg_port
+		local prof=()
+		if [[ -n $profile_dir ]]; then
+			prof=(-cpuprofile "$profile_dir/$(basename "$log" .log).pprof")
+		fi
 		launch "$log" env GOMAXPROCS="$threads" "${pin_server[@]}" "$tmp/typoguard" serve \
-			-config "$tmp/tg/$variant/policy.yaml" -listen "127.0.0.1:$tg_port"
+			-config "$tmp/tg/$variant/policy.yaml" -listen "127.0.0.1:$tg_port" "${prof[@]}"
 		;;
 	unbound)
 		srv_port=$ub_port
