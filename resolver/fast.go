@@ -255,7 +255,7 @@ func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byt
 // spelledName is the query name as the client spelled it, for the audit
 // line; "" when no line is written, so that nothing is allocated.
 func (s *Server) spelledName(pkt []byte, q *wireQuery) string {
-	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	if !s.auditor.Enabled() {
 		return ""
 	}
 	name, _, err := dns.UnpackDomainName(pkt, 12)

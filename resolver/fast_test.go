@@ -328,7 +328,7 @@ func BenchmarkFastBlocked(b *testing.B) {
 			up := &fakeUpstream{exchange: answerFrom(b, fastZone...)}
 			s := newTestServer(b, fastPolicy, up)
 			if audit {
-				s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+				s.auditor = slogAuditor{slog.New(slog.NewJSONHandler(io.Discard, nil))}
 			}
 			for _, name := range []string{"mail.army.ml.", "mx.arny.mil."} {
 				b.Run(name, func(b *testing.B) {

@@ -67,6 +67,8 @@ type Config struct {
 	NewUpstream func(addrs []string, timeout time.Duration) upstream.Exchanger
 	// Observer receives events for metrics; nil: none.
 	Observer Observer
+	// Auditor writes the audit log; nil: info lines through Logger.
+	Auditor Auditor
 }
 
 // Server answers DNS queries under a policy that can be swapped while it
@@ -78,6 +80,8 @@ type Server struct {
 	newUp func(addrs []string, timeout time.Duration) upstream.Exchanger
 	state atomic.Pointer[snapshot]
 	obs   Observer
+	// auditor writes the audit log.
+	auditor Auditor
 	// cacheMu guards replacing the cache when a reload changes its
 	// settings, and retired.
 	cacheMu sync.Mutex
@@ -116,6 +120,10 @@ func New(p *policy.Policy, cfg Config) (*Server, error) {
 	}
 	if s.obs == nil {
 		s.obs = nopObserver{}
+	}
+	s.auditor = cfg.Auditor
+	if s.auditor == nil {
+		s.auditor = slogAuditor{s.log}
 	}
 	if s.newUp == nil {
 		s.newUp = s.newGroup
@@ -517,35 +525,83 @@ func withoutOPT(rrs []dns.RR) []dns.RR {
 	return out
 }
 
+// AuditLine is one block or would-block, as the audit log records it.
+type AuditLine struct {
+	Verdict   string // "blocked" or "would block"
+	Client    netip.Addr
+	Name      string // as the client spelled it
+	Type      string
+	Rule      string
+	Action    string
+	Mode      string
+	Cached    bool   // the answer that led to the block came from the cache
+	LooksLike string // the protected domain, for a lookalike; else ""
+	Kind      string // how it looks like it, for a lookalike; else ""
+	Via       string // the record that led into the blocked name; else ""
+}
+
+// Auditor writes the audit log. Its methods are called on the query path,
+// concurrently: they must be quick and never block.
+type Auditor interface {
+	// Enabled reports whether audit lines are written at all.
+	Enabled() bool
+	// Audit writes one line.
+	Audit(AuditLine)
+}
+
+// slogAuditor writes audit lines at info level through a logger.
+type slogAuditor struct{ log *slog.Logger }
+
+func (a slogAuditor) Enabled() bool { return a.log.Enabled(context.Background(), slog.LevelInfo) }
+
+func (a slogAuditor) Audit(l AuditLine) {
+	// LogAttrs with a fixed array of attributes: no boxing of each value.
+	var attrs [10]slog.Attr
+	as := append(attrs[:0],
+		slog.String("client", l.Client.String()),
+		slog.String("name", l.Name),
+		slog.String("type", l.Type),
+		slog.String("rule", l.Rule),
+		slog.String("action", l.Action),
+		slog.String("mode", l.Mode),
+		slog.Bool("cached", l.Cached),
+	)
+	if l.LooksLike != "" {
+		as = append(as, slog.String("looks_like", l.LooksLike), slog.String("kind", l.Kind))
+	}
+	if l.Via != "" {
+		as = append(as, slog.String("via", l.Via))
+	}
+	a.log.LogAttrs(context.Background(), slog.LevelInfo, l.Verdict, as...)
+}
+
 // audit logs one block or would-block.
 func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
 	s.obs.Block(d)
-	ctx := context.Background()
-	if !s.log.Enabled(ctx, slog.LevelInfo) {
+	if !s.auditor.Enabled() {
 		return
 	}
-	verdict := "blocked"
+	l := AuditLine{
+		Verdict: "blocked",
+		Client:  client,
+		Name:    q.Name,
+		Type:    dns.TypeToString[q.Qtype],
+		Rule:    d.Rule.Name,
+		Action:  d.Action.String(),
+		Mode:    d.Mode.String(),
+		Cached:  cached,
+		Via:     via,
+	}
 	if d.WouldBlock() {
-		verdict = "would block"
+		l.Verdict = "would block"
 	}
-	// LogAttrs with a fixed array of attributes: no boxing of each value.
-	var attrs [10]slog.Attr
-	a := append(attrs[:0],
-		slog.String("client", client.String()),
-		slog.String("name", q.Name),
-		slog.String("type", dns.TypeToString[q.Qtype]),
-		slog.String("rule", d.Rule.Name),
-		slog.String("action", d.Action.String()),
-		slog.String("mode", d.Mode.String()),
-		slog.Bool("cached", cached),
-	)
-	if l := d.Lookalike; l.Kind != policy.KindNone {
-		a = append(a, slog.String("looks_like", l.Of), slog.String("kind", l.String()))
+	if lk := d.Lookalike; lk.Kind != policy.KindNone {
+		l.LooksLike, l.Kind = lk.Of, lk.String()
 	}
-	if via != "" {
-		a = append(a, slog.String("via", via))
+	if l.Type == "" {
+		l.Type = policy.TypeString(q.Qtype)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, verdict, a...)
+	s.auditor.Audit(l)
 }
 
 // addrOf returns the IP of a client address, unmapped from IPv4-in-IPv6.

@@ -76,7 +76,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	m := newMetrics()
 	m.watchLog(logs)
-	srv, err := resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys, Observer: m})
+	srv, err := resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys, Observer: m, Auditor: auditLog{logs}})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/typoguard/typoguard/resolver"
+)
+
+// The audit line is the one log line a query can cost, and under a flood
+// of blocked names it is written at the rate of the flood. So the log
+// switch formats it itself, into a buffer on the stack, to exactly the
+// bytes slog's handler in force would write, rather than through slog's
+// generic attribute machinery (a test holds the two to the same bytes).
+
+// auditLog is the resolver.Auditor that writes through the log switch, in
+// the format and at the level in force.
+type auditLog struct{ l *logSwitch }
+
+// Enabled implements resolver.Auditor: audit lines are at info level.
+func (a auditLog) Enabled() bool { return a.l.level.Level() <= levelInfo }
+
+// Audit implements resolver.Auditor.
+func (a auditLog) Audit(line resolver.AuditLine) {
+	var buf [512]byte
+	a.l.out.Write(appendAuditLine(buf[:0], time.Now(), a.l.json.Load(), line))
+}
+
+// levelInfo is slog.LevelInfo, the audit lines' level.
+const levelInfo = 0
+
+// appendAuditLine appends the audit line a, logged at t, as slog's JSON or
+// text handler writes it, newline included.
+func appendAuditLine(b []byte, t time.Time, json bool, a resolver.AuditLine) []byte {
+	f := auditFormat{b: b, json: json}
+	if json {
+		f.b = append(f.b, `{"time":"`...)
+		f.b = t.AppendFormat(f.b, time.RFC3339Nano)
+		f.b = append(f.b, `","level":"INFO","msg":`...)
+		f.value(a.Verdict)
+	} else {
+		f.b = append(f.b, "time="...)
+		f.b = appendRFC3339Millis(f.b, t)
+		f.b = append(f.b, " level=INFO msg="...)
+		f.value(a.Verdict)
+	}
+	var client [64]byte
+	f.field("client", string(a.Client.AppendTo(client[:0])))
+	f.field("name", a.Name)
+	f.field("type", a.Type)
+	f.field("rule", a.Rule)
+	f.field("action", a.Action)
+	f.field("mode", a.Mode)
+	f.key("cached")
+	f.b = strconv.AppendBool(f.b, a.Cached)
+	if a.LooksLike != "" {
+		f.field("looks_like", a.LooksLike)
+		f.field("kind", a.Kind)
+	}
+	if a.Via != "" {
+		f.field("via", a.Via)
+	}
+	if json {
+		f.b = append(f.b, '}')
+	}
+	return append(f.b, '\n')
+}
+
+// auditFormat appends the fields of one line in slog's JSON or text form.
+type auditFormat struct {
+	b    []byte
+	json bool
+}
+
+func (f *auditFormat) key(k string) {
+	if f.json {
+		f.b = append(f.b, ',', '"')
+		f.b = append(f.b, k...)
+		f.b = append(f.b, '"', ':')
+		return
+	}
+	f.b = append(f.b, ' ')
+	f.b = append(f.b, k...)
+	f.b = append(f.b, '=')
+}
+
+func (f *auditFormat) field(k, v string) {
+	f.key(k)
+	f.value(v)
+}
+
+// value appends a string value as slog does: a JSON string, or in text
+// bare unless it needs quoting.
+func (f *auditFormat) value(s string) {
+	if f.json {
+		f.b = append(f.b, '"')
+		f.b = appendJSONEscaped(f.b, s)
+		f.b = append(f.b, '"')
+		return
+	}
+	if needsQuoting(s) {
+		f.b = strconv.AppendQuote(f.b, s)
+		return
+	}
+	f.b = append(f.b, s...)
+}
+
+// jsonSafe reports the ASCII bytes a JSON string holds as they are.
+func jsonSafe(c byte) bool { return c >= ' ' && c != '"' && c != '\\' }
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONEscaped escapes s for a JSON string as slog does: \\ \" \n \r
+// \t, other control bytes as \u00XX, invalid UTF-8 as \ufffd, and U+2028
+// and U+2029 escaped.
+func appendJSONEscaped(b []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if jsonSafe(c) {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = append(b, '\\')
+			switch c {
+			case '\\', '"':
+				b = append(b, c)
+			case '\n':
+				b = append(b, 'n')
+			case '\r':
+				b = append(b, 'r')
+			case '\t':
+				b = append(b, 't')
+			default:
+				b = append(b, 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, `\u202`...)
+			b = append(b, hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	return append(b, s[start:]...)
+}
+
+// needsQuoting reports whether slog's text handler quotes s.
+func needsQuoting(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c != '\\' && (c == ' ' || c == '=' || !jsonSafe(c)) {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
+
+// appendRFC3339Millis appends t as slog's text handler does: RFC 3339 with
+// exactly three digits of fractional second.
+func appendRFC3339Millis(b []byte, t time.Time) []byte {
+	const prefix = len("2006-01-02T15:04:05.000")
+	n := len(b)
+	// RFC3339Nano trims trailing zeros; a tenth of a millisecond more
+	// keeps four digits, of which the fourth is dropped.
+	t = t.Truncate(time.Millisecond).Add(time.Millisecond / 10)
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b[:n+prefix], b[n+prefix+1:]...)
+}
