@@ -87,7 +87,9 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		r, err := g.try(ctx, g.Servers[i], q, len(g.Servers)-n)
 		switch {
 		case err == nil:
-			g.downUntil[i].Store(0)
+			if g.downUntil[i].Load() != 0 {
+				g.downUntil[i].Store(0)
+			}
 		case !errors.Is(ctx.Err(), context.Canceled): // the server failed, not the caller
 			g.downUntil[i].Store(time.Now().Add(downFor).UnixNano())
 		}

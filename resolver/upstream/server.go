@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,10 @@ type Server struct {
 	Timeout time.Duration
 
 	bufs sync.Pool // of *[]byte, dns.MaxMsgSize long: UDP read buffers
+
+	// udpAddr is Addr resolved, once: Addr is an IP address and port.
+	udpOnce sync.Once
+	udpAddr *net.UDPAddr
 }
 
 // NewServer returns a Server for the upstream at addr, a host:port.
@@ -64,8 +69,11 @@ func (s *Server) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 
 	m := q.Copy()
 	r, err := s.exchange(ctx, "udp", m)
@@ -102,8 +110,7 @@ func (s *Server) roundTrip(ctx context.Context, network string, m *dns.Msg) (*dn
 	if err != nil {
 		return nil, fmt.Errorf("pack query: %w", err)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, s.Addr)
+	conn, err := s.dial(ctx, network)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +133,24 @@ func (s *Server) roundTrip(ctx context.Context, network string, m *dns.Msg) (*dn
 // readUDP sends wire on conn and reads until a datagram matches m.
 // Datagrams that do not unpack or do not match are dropped: they are stray,
 // late or forged (RFC 5452 §9.1).
+// dial opens a connection to the server: for UDP straight to its address,
+// which is an IP address, a new socket with a new source port each time
+// (RFC 5452 §9.2).
+func (s *Server) dial(ctx context.Context, network string) (net.Conn, error) {
+	if network == "udp" {
+		s.udpOnce.Do(func() {
+			if ap, err := netip.ParseAddrPort(s.Addr); err == nil {
+				s.udpAddr = net.UDPAddrFromAddrPort(ap)
+			}
+		})
+		if s.udpAddr != nil {
+			return net.DialUDP("udp", nil, s.udpAddr)
+		}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, s.Addr)
+}
+
 func (s *Server) readUDP(conn net.Conn, wire []byte, m *dns.Msg) (*dns.Msg, error) {
 	if _, err := conn.Write(wire); err != nil {
 		return nil, err
