@@ -27,6 +27,8 @@ import (
 type wireQuery struct {
 	qEnd   int    // where the question ends in the packet
 	name   []byte // the query name in lower-case presentation form, with the final dot
+	// spelled is the name as the client spelled it, for the audit line.
+	spelled []byte
 	qtype  uint16
 	qclass uint16
 	edns   bool
@@ -44,7 +46,7 @@ func parseWireQuery(pkt []byte, q *wireQuery) bool {
 		pkt[6]|pkt[7]|pkt[8]|pkt[9]|pkt[10] != 0 || pkt[11] > 1 {
 		return false
 	}
-	name := q.name[:0]
+	name, spelled := q.name[:0], q.spelled[:0]
 	off := 12
 	for {
 		n := int(pkt[off])
@@ -55,6 +57,7 @@ func parseWireQuery(pkt []byte, q *wireQuery) bool {
 		if n > 63 || off+n >= len(pkt) {
 			return false
 		}
+		spelled = append(append(spelled, pkt[off:off+n]...), '.')
 		for _, c := range pkt[off : off+n] {
 			switch {
 			case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
@@ -71,7 +74,7 @@ func parseWireQuery(pkt []byte, q *wireQuery) bool {
 	if len(name) == 0 || len(name) > 254 || off+4 > len(pkt) {
 		return false
 	}
-	q.name = name
+	q.name, q.spelled = name, spelled
 	q.qtype = uint16(pkt[off])<<8 | uint16(pkt[off+1])
 	q.qclass = uint16(pkt[off+2])<<8 | uint16(pkt[off+3])
 	off += 4
@@ -247,22 +250,18 @@ func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byt
 	if len(out) > q.size || len(out) > cap(buf) {
 		return nil, false
 	}
-	s.audit(client, dns.Question{Name: s.spelledName(pkt, q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
+	s.audit(client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
 	s.obs.Query(q.qtype, int(rcode), ReasonBlocked)
 	return out, true
 }
 
 // spelledName is the query name as the client spelled it, for the audit
 // line; "" when no line is written, so that nothing is allocated.
-func (s *Server) spelledName(pkt []byte, q *wireQuery) string {
+func (s *Server) spelledName(q *wireQuery) string {
 	if !s.auditor.Enabled() {
 		return ""
 	}
-	name, _, err := dns.UnpackDomainName(pkt, 12)
-	if err != nil {
-		return nameString(q.name)
-	}
-	return name
+	return string(q.spelled)
 }
 
 // appendLowerName appends the presentation name of plain labels in wire

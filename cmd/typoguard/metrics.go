@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +34,14 @@ type metrics struct {
 	upstreamLatency *prometheus.HistogramVec
 	reloads         *prometheus.CounterVec
 	panics          prometheus.Counter
+
+	// queryCounters holds the queries counter of each type below 256 and
+	// rcode below 16, made on first use: the query path then needs no
+	// label lookup. blockCounters does the same for each rule, action and
+	// mode; it is emptied when it grows past maxBlockCounters, so that
+	// the rules of past reloads do not pile up.
+	queryCounters [256][16]atomic.Pointer[prometheus.Counter]
+	blockCounters atomic.Pointer[blockCache]
 
 	explainerRefused *prometheus.CounterVec
 	explainerConns   *prometheus.CounterVec
@@ -156,12 +166,55 @@ func (e explainerMetrics) Error(reason string) { e.m.explainerErrors.WithLabelVa
 
 // Query implements resolver.Observer.
 func (m *metrics) Query(qtype uint16, rcode int, _ resolver.Reason) {
-	m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode)).Inc()
+	if qtype >= 256 || rcode < 0 || rcode >= 16 {
+		m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode)).Inc()
+		return
+	}
+	slot := &m.queryCounters[qtype][rcode]
+	c := slot.Load()
+	if c == nil {
+		made := m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode))
+		slot.CompareAndSwap(nil, &made)
+		c = slot.Load()
+	}
+	(*c).Inc()
+}
+
+// blockKey names one series of the blocks counter.
+type blockKey struct {
+	rule   *policy.Rule
+	action policy.Action
+	mode   policy.Mode
+}
+
+// maxBlockCounters bounds the counters Block keeps at hand.
+const maxBlockCounters = 4096
+
+// blockCache holds counters of the blocks series, read without a lock.
+type blockCache struct {
+	m sync.Map // blockKey → prometheus.Counter
+	n atomic.Int64
 }
 
 // Block implements resolver.Observer.
 func (m *metrics) Block(d policy.Decision) {
-	m.blocks.WithLabelValues(d.Rule.Name, d.Action.String(), d.Mode.String()).Inc()
+	k := blockKey{d.Rule, d.Action, d.Mode}
+	bc := m.blockCounters.Load()
+	if bc != nil {
+		if c, ok := bc.m.Load(k); ok {
+			c.(prometheus.Counter).Inc()
+			return
+		}
+	}
+	c := m.blocks.WithLabelValues(d.Rule.Name, d.Action.String(), d.Mode.String())
+	if bc == nil || bc.n.Load() >= maxBlockCounters {
+		bc = &blockCache{}
+		m.blockCounters.Store(bc)
+	}
+	if _, loaded := bc.m.LoadOrStore(k, c); !loaded {
+		bc.n.Add(1)
+	}
+	c.Inc()
 }
 
 // Upstream implements resolver.Observer.

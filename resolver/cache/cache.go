@@ -189,7 +189,7 @@ func (c *Cache) lookup(k Key) (Hit, bool) {
 	if c.entries == nil {
 		return Hit{}, false
 	}
-	k.Name = dns.CanonicalName(k.Name)
+	k.Name = canonical(k.Name)
 	e, ok := c.entries.Get(k)
 	if !ok {
 		return Hit{}, false
@@ -246,7 +246,7 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	}
 	e := &entry{msg: stored, stored: c.now(), ttl: ttl}
 	e.wire, e.ttls, e.qEnd = packWire(stored)
-	k.Name = dns.CanonicalName(k.Name)
+	k.Name = canonical(k.Name)
 	if c.entries.Add(k, e) {
 		c.evictions.Add(1)
 	}
@@ -336,6 +336,20 @@ func withoutOPT(extra []dns.RR) []dns.RR {
 		return nil
 	}
 	return kept
+}
+
+// canonical returns name lower-case and fully qualified; a name that is so
+// already, as KeyOf gives it, is returned as it is, without a copy.
+func canonical(name string) string {
+	if name == "" || name[len(name)-1] != '.' {
+		return dns.CanonicalName(name)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			return dns.CanonicalName(name)
+		}
+	}
+	return name
 }
 
 // packWire packs m, compressed, and finds where its question ends and
