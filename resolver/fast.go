@@ -25,15 +25,15 @@ import (
 
 // wireQuery is what the fast path reads of a query.
 type wireQuery struct {
-	qEnd   int    // where the question ends in the packet
-	name   []byte // the query name in lower-case presentation form, with the final dot
+	qEnd int    // where the question ends in the packet
+	name []byte // the query name in lower-case presentation form, with the final dot
 	// spelled is the name as the client spelled it, for the audit line.
 	spelled []byte
-	qtype  uint16
-	qclass uint16
-	edns   bool
-	do     bool
-	size   int // the client's UDP payload size (512 without EDNS)
+	qtype   uint16
+	qclass  uint16
+	edns    bool
+	do      bool
+	size    int // the client's UDP payload size (512 without EDNS)
 }
 
 // parseWireQuery reads a query of one question and at most an OPT record,
