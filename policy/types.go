@@ -134,7 +134,8 @@ func (s *typeSet) covers(o *typeSet) bool {
 // Action is what typoguard answers for a query a rule decides.
 type Action uint8
 
-// The actions of DESIGN.md's action table.
+// The actions a rule can take: five that answer from policy (blocking),
+// allow, and conditional forwarding.
 const (
 	ActionAllow    Action = iota // forwarded to the upstreams as usual
 	ActionNXDomain               // NXDOMAIN with an SOA

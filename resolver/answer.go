@@ -24,7 +24,7 @@ const (
 )
 
 // Synthesize builds the answer that the policy decision d (a blocking
-// action) gives to req, per DESIGN.md's action table: an SOA for d.Domain in
+// action) gives to req, as the README's action table says: an SOA for d.Domain in
 // the authority section of every negative answer (RFC 2308 §3), the
 // configured TTL, and an Extended DNS Error naming the rule when the client
 // sent EDNS (RFC 8914). The server and `typoguard explain` both use it, so

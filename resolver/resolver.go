@@ -441,7 +441,7 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, req *dns.Msg, d p
 	// The shared reply is never mutated: each caller shapes its own copy,
 	// without the upstream's OPT.
 	m := v.(*dns.Msg).Copy()
-	m.Extra = withoutOPT(m.Extra)
+	m.Extra = cache.WithoutOPT(m.Extra)
 	return m
 }
 
@@ -455,20 +455,24 @@ func inspect(p *policy.Policy, client netip.Addr, q dns.Question, reply *dns.Msg
 	var monitorVia string
 	for _, rr := range reply.Answer {
 		var target string
-		types := [3]uint16{q.Qtype, q.Qtype, q.Qtype}
+		types := [3]uint16{q.Qtype, dns.TypeA, dns.TypeAAAA}
+		n := 1 // a CNAME or DNAME target is checked for the query's type only
 		switch v := rr.(type) {
 		case *dns.CNAME:
 			target = v.Target
 		case *dns.DNAME:
 			target = v.Target
 		case *dns.MX:
-			target, types[1], types[2] = v.Mx, dns.TypeA, dns.TypeAAAA
+			target, n = v.Mx, 3
 		case *dns.SRV:
-			target, types[1], types[2] = v.Target, dns.TypeA, dns.TypeAAAA
+			target, n = v.Target, 3
 		default:
 			continue
 		}
-		for _, t := range types {
+		for i, t := range types[:n] {
+			if i > 0 && t == q.Qtype {
+				continue // asked already
+			}
 			d := p.Decide(client, target, t)
 			if d.Blocked() {
 				return d, strings.Join(strings.Fields(rr.String()), " "), true
@@ -500,7 +504,7 @@ func finish(req, m *dns.Msg, udp bool) *dns.Msg {
 	case clientOPT != nil && own == nil:
 		m.Extra = append(m.Extra, replyOPT(clientOPT.Do()))
 	case clientOPT == nil && own != nil:
-		m.Extra = withoutOPT(m.Extra)
+		m.Extra = cache.WithoutOPT(m.Extra)
 	}
 	if !udp {
 		m.Compress = true
@@ -514,16 +518,6 @@ func finish(req, m *dns.Msg, udp bool) *dns.Msg {
 	return m
 }
 
-// withoutOPT returns rrs less any OPT record.
-func withoutOPT(rrs []dns.RR) []dns.RR {
-	out := rrs[:0:0]
-	for _, rr := range rrs {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			out = append(out, rr)
-		}
-	}
-	return out
-}
 
 // AuditLine is one block or would-block, as the audit log records it.
 type AuditLine struct {

@@ -237,7 +237,7 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	}
 
 	stored := m.Copy()
-	stored.Extra = withoutOPT(stored.Extra)
+	stored.Extra = WithoutOPT(stored.Extra)
 	for _, section := range [][]dns.RR{stored.Answer, stored.Ns, stored.Extra} {
 		for _, rr := range section {
 			h := rr.Header()
@@ -324,8 +324,10 @@ func seconds(d time.Duration) uint32 {
 	return uint32(min(d/time.Second, math.MaxInt32))
 }
 
-// withoutOPT returns extra without its OPT records, reusing its array.
-func withoutOPT(extra []dns.RR) []dns.RR {
+// WithoutOPT returns extra without its OPT records, reusing its array: the
+// caller must own it. The OPT belongs to one exchange, not to the data
+// (RFC 6891 §6.1.1).
+func WithoutOPT(extra []dns.RR) []dns.RR {
 	kept := extra[:0]
 	for _, rr := range extra {
 		if rr.Header().Rrtype != dns.TypeOPT {
