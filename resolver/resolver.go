@@ -518,7 +518,6 @@ func finish(req, m *dns.Msg, udp bool) *dns.Msg {
 	return m
 }
 
-
 // AuditLine is one block or would-block, as the audit log records it.
 type AuditLine struct {
 	Verdict   string // "blocked" or "would block"
