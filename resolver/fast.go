@@ -162,7 +162,7 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 		ar := int(out[10])<<8 | int(out[11]) + 1
 		out[10], out[11] = byte(ar>>8), byte(ar)
 	}
-	snap.cache.CountHit()
+	snap.cache.CountHit(hit)
 	s.obs.Query(q.qtype, int(out[3]&0x0F), ReasonCached)
 	return out, true
 }

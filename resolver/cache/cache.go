@@ -104,14 +104,31 @@ type Stats struct {
 // returned by Get is the caller's to change. A Cache is safe for concurrent
 // use.
 type Cache struct {
-	cfg     Config
-	now     func() time.Time
-	entries *lru.Cache[Key, *entry] // nil when cfg.Size holds nothing
+	cfg    Config
+	now    func() time.Time
+	shards []shard // none when cfg.Size holds nothing
+	// misses counts the lookups of a cache that holds nothing.
+	misses atomic.Uint64
+}
+
+// shard is one part of the cache, with its own lock (inside the LRU) and
+// counters, so that lookups of different names on different cores do not
+// wait for each other or share a cache line.
+type shard struct {
+	entries *lru.Cache[Key, *entry]
 
 	hits      atomic.Uint64
 	misses    atomic.Uint64
 	evictions atomic.Uint64
+	_         [64]byte // keeps the next shard's counters off this cache line
 }
+
+// shardedFrom is the smallest cache split into shards; a smaller one is
+// one LRU, exact in what it evicts.
+const (
+	shardedFrom = 4096
+	shardCount  = 16
+)
 
 // entry is one stored reply. Neither it nor its message is changed once
 // stored, so many Gets may read it at once.
@@ -138,6 +155,8 @@ type Hit struct {
 	TTLs []uint16
 	QEnd int
 	Age  uint32
+
+	shard *shard
 }
 
 // New returns an empty cache with the limits in cfg, reading the time from
@@ -148,10 +167,30 @@ func New(cfg Config, now func() time.Time) *Cache {
 	}
 	c := &Cache{cfg: cfg, now: now}
 	if cfg.Size > 0 {
-		// lru.New fails only for a size below one.
-		c.entries, _ = lru.New[Key, *entry](cfg.Size)
+		n := 1
+		if cfg.Size >= shardedFrom {
+			n = shardCount
+		}
+		c.shards = make([]shard, n)
+		for i := range c.shards {
+			// lru.New fails only for a size below one.
+			c.shards[i].entries, _ = lru.New[Key, *entry]((cfg.Size + n - 1) / n)
+		}
 	}
 	return c
+}
+
+// shardOf returns the shard of k, whose name is canonical.
+func (c *Cache) shardOf(k Key) *shard {
+	if len(c.shards) == 1 {
+		return &c.shards[0]
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(k.Name); i++ {
+		h = (h ^ uint32(k.Name[i])) * 16777619
+	}
+	h = (h ^ uint32(k.Type)) * 16777619
+	return &c.shards[h%uint32(len(c.shards))]
 }
 
 // Get returns a copy of the reply stored under k, its record TTLs reduced by
@@ -161,7 +200,11 @@ func New(cfg Config, now func() time.Time) *Cache {
 func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 	hit, ok := c.lookup(k)
 	if !ok {
-		c.misses.Add(1)
+		if hit.shard != nil {
+			hit.shard.misses.Add(1)
+		} else {
+			c.misses.Add(1)
+		}
 		return nil, false
 	}
 	m := hit.Msg.Copy()
@@ -172,7 +215,7 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 			}
 		}
 	}
-	c.hits.Add(1)
+	hit.shard.hits.Add(1)
 	return m, true
 }
 
@@ -182,27 +225,29 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 func (c *Cache) Shared(k Key) (Hit, bool) { return c.lookup(k) }
 
 // CountHit counts a hit served from Shared.
-func (c *Cache) CountHit() { c.hits.Add(1) }
+func (c *Cache) CountHit(h Hit) { h.shard.hits.Add(1) }
 
-// lookup finds the fresh entry under k, dropping an expired one.
+// lookup finds the fresh entry under k, dropping an expired one. A miss
+// still names the shard, for its counter.
 func (c *Cache) lookup(k Key) (Hit, bool) {
-	if c.entries == nil {
+	if c.shards == nil {
 		return Hit{}, false
 	}
 	k.Name = canonical(k.Name)
-	e, ok := c.entries.Get(k)
+	sh := c.shardOf(k)
+	e, ok := sh.entries.Get(k)
 	if !ok {
-		return Hit{}, false
+		return Hit{shard: sh}, false
 	}
 	age := max(c.now().Sub(e.stored), 0)
 	if age >= e.ttl {
 		// Another Set may have replaced e since the Get; keep that one.
-		if cur, ok := c.entries.Peek(k); ok && cur == e {
-			c.entries.Remove(k)
+		if cur, ok := sh.entries.Peek(k); ok && cur == e {
+			sh.entries.Remove(k)
 		}
-		return Hit{}, false
+		return Hit{shard: sh}, false
 	}
-	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second)}, true
+	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), shard: sh}, true
 }
 
 // Set stores a copy of m, the upstream's reply to the question in k, for as
@@ -211,7 +256,7 @@ func (c *Cache) lookup(k Key) (Hit, bool) {
 // whose TTL comes to zero. The OPT record is not stored: it belongs to the
 // exchange, not to the data.
 func (c *Cache) Set(k Key, m *dns.Msg) {
-	if c.entries == nil || m.Truncated || !answers(m, k) {
+	if c.shards == nil || m.Truncated || !answers(m, k) {
 		return
 	}
 	var (
@@ -247,20 +292,21 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	e := &entry{msg: stored, stored: c.now(), ttl: ttl}
 	e.wire, e.ttls, e.qEnd = packWire(stored)
 	k.Name = canonical(k.Name)
-	if c.entries.Add(k, e) {
-		c.evictions.Add(1)
+	sh := c.shardOf(k)
+	if sh.entries.Add(k, e) {
+		sh.evictions.Add(1)
 	}
 }
 
-// Stats returns the cache's counters.
+// Stats returns the cache's counters, summed over its shards.
 func (c *Cache) Stats() Stats {
-	s := Stats{
-		Hits:      c.hits.Load(),
-		Misses:    c.misses.Load(),
-		Evictions: c.evictions.Load(),
-	}
-	if c.entries != nil {
-		s.Entries = c.entries.Len()
+	s := Stats{Misses: c.misses.Load()}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		s.Hits += sh.hits.Load()
+		s.Misses += sh.misses.Load()
+		s.Evictions += sh.evictions.Load()
+		s.Entries += sh.entries.Len()
 	}
 	return s
 }

@@ -623,3 +623,30 @@ func BenchmarkGet(b *testing.B) {
 		}
 	}
 }
+
+func TestShardedCacheHoldsItsSize(t *testing.T) {
+	cfg := config()
+	cfg.Size = 5000 // over the size that is split into shards
+	c := cache.New(cfg, newClock().now)
+	const n = 12000
+	for i := range n {
+		q := new(dns.Msg)
+		q.SetQuestion(fmt.Sprintf("n%d.example.", i), dns.TypeA)
+		c.Set(cache.KeyOf(q), reply(t, q, dns.RcodeSuccess, sections{answer: []string{fmt.Sprintf("n%d.example. 300 IN A 192.0.2.1", i)}}))
+	}
+	found := 0
+	for i := range n {
+		q := new(dns.Msg)
+		q.SetQuestion(fmt.Sprintf("N%d.Example.", i), dns.TypeA)
+		if m, ok := c.Get(cache.KeyOf(q)); ok {
+			found++
+			if got := m.Answer[0].Header().Name; got != fmt.Sprintf("n%d.example.", i) {
+				t.Fatalf("N%d.Example. found %s", i, got)
+			}
+		}
+	}
+	st := c.Stats()
+	if found > cfg.Size+16 || found < cfg.Size*9/10 || st.Entries != found || st.Hits != uint64(found) || st.Misses != uint64(n-found) || st.Evictions != uint64(n-found) {
+		t.Errorf("found %d of %d in a cache of %d; stats %+v", found, n, cfg.Size, st)
+	}
+}
