@@ -250,11 +250,32 @@ func serveOn(t *testing.T, s *Server, addr string) string {
 // 127.0.0.2: the reply must come from 127.0.0.2, or a client's connected
 // socket (and dig) would not take it.
 func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
+	for _, tc := range []struct{ listen, to []string }{
+		{[]string{"0.0.0.0:0"}, []string{"127.0.0.2", "127.0.0.3"}},
+		{[]string{"[::]:0"}, []string{"::1"}},
+		{[]string{":0"}, []string{"127.0.0.2", "::1"}}, // both families
+	} {
+		t.Run(tc.listen[0], func(t *testing.T) {
+			if strings.Contains(strings.Join(tc.to, " "), ":") {
+				if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+					t.Skipf("no IPv6 loopback: %v", err)
+				} else {
+					c.Close()
+				}
+			}
+			askEach(t, tc.listen[0], tc.to)
+		})
+	}
+}
+
+// askEach serves on listen and asks at each address in to, on a connected
+// socket that takes replies from that address only.
+func askEach(t *testing.T, listen string, tos []string) {
 	up := &fakeUpstream{exchange: answerFrom(t, fastZone...)}
 	s := newTestServer(t, testPolicy, up)
-	addr := serveOn(t, s, "0.0.0.0:0")
+	addr := serveOn(t, s, listen)
 	_, port, _ := net.SplitHostPort(addr)
-	for _, to := range []string{"127.0.0.2", "127.0.0.3"} {
+	for _, to := range tos {
 		for _, name := range []string{"mail.army.ml.", "www.example.com.", "www.example.com."} {
 			c, err := net.Dial("udp", net.JoinHostPort(to, port))
 			if err != nil {
