@@ -102,7 +102,10 @@ type snapshot struct {
 	policy   *policy.Policy
 	cache    *cache.Cache // nil: caching off
 	upstream upstream.Exchanger
-	forward  map[*policy.Rule]upstream.Exchanger // per forward rule
+	// upstreams are the addresses behind upstream: the policy's, or the
+	// system's when it names none.
+	upstreams []string
+	forward   map[*policy.Rule]upstream.Exchanger // per forward rule
 	// exchangers holds every exchanger above by its servers and timeout,
 	// so that a reload keeps those (and their failover memory) whose
 	// settings did not change.
@@ -150,6 +153,7 @@ func (s *Server) Reload(p *policy.Policy) error {
 	old := s.state.Load()
 	snap := &snapshot{
 		policy:     p,
+		upstreams:  addrs,
 		forward:    map[*policy.Rule]upstream.Exchanger{},
 		exchangers: map[string]upstream.Exchanger{},
 	}
@@ -195,6 +199,10 @@ func (s *Server) Reload(p *policy.Policy) error {
 	s.state.Store(snap)
 	return nil
 }
+
+// Upstreams returns the addresses queries are forwarded to under the policy
+// in force: the policy's upstreams, or the system's when it names none.
+func (s *Server) Upstreams() []string { return s.state.Load().upstreams }
 
 // Policy returns the policy now in force.
 func (s *Server) Policy() *policy.Policy { return s.state.Load().policy }
@@ -347,8 +355,11 @@ func (s *Server) inspected(p *policy.Policy, client netip.Addr, req *dns.Msg, d 
 	if bd, via, found := inspect(p, client, q, reply); found {
 		s.audit(client, q, bd, via, reason == ReasonCached)
 		if bd.Blocked() {
-			bd.Domain = q.Name
-			return Result{Msg: Synthesize(req, bd, p.Answers), Reason: ReasonBlocked, Decision: bd, Inspected: via}
+			// The answer replaces the query name's own: its SOA is the
+			// query name's, while the decision keeps the name it matched.
+			answer := bd
+			answer.Domain = q.Name
+			return Result{Msg: Synthesize(req, answer, p.Answers), Reason: ReasonBlocked, Decision: bd, Inspected: via}
 		}
 	}
 	return Result{Msg: reply, Reason: reason, Decision: d}

@@ -105,7 +105,7 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error("cannot start the explainer", "err", err)
 		return 1
 	}
-	logPolicy(log, p, sys, loadTime)
+	logPolicy(log, p, srv.Upstreams(), loadTime)
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
 
@@ -289,11 +289,7 @@ func startExplainer(log *slog.Logger, p *policy.Policy, srv *resolver.Server, m 
 	return x, nil
 }
 
-func logPolicy(log *slog.Logger, p *policy.Policy, sys []string, loadTime time.Duration) {
-	upstreams := p.Upstreams
-	if len(upstreams) == 0 {
-		upstreams = sys
-	}
+func logPolicy(log *slog.Logger, p *policy.Policy, upstreams []string, loadTime time.Duration) {
 	log.Info("serving", "policy", p.File, "rules", len(p.Rules()), "domains", p.DomainCount(),
 		"lookalikes_of", strings.Join(p.Lookalikes.Protect, ","),
 		"upstreams", strings.Join(upstreams, ","), "load_ms", loadTime.Milliseconds())
