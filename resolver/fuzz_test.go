@@ -49,3 +49,61 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUDPPath feeds arbitrary datagrams to the UDP path as its loop does:
+// the fast path first, then the full one. Nothing may panic, and a reply of
+// the fast path must unpack, carry the query's ID and question, and say
+// what the full path says of the same query.
+func FuzzUDPPath(f *testing.F) {
+	for _, q := range []*dns.Msg{
+		query("army.ml.", dns.TypeMX, true),
+		query("WWW.example.com.", dns.TypeA, false),
+		query("www.example.com.", dns.TypeA, true),
+		query("alias.example.com.", dns.TypeA, true),
+		query("x.nodata.test.", dns.TypeTXT, true),
+		query("mx.arny.mil.", dns.TypeMX, true),
+	} {
+		b, _ := q.Pack()
+		f.Add(b)
+	}
+	f.Add([]byte{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 1, 3, 'w', 'w', 'w', 0, 0, 1, 0, 1, 0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0})
+	up := &fakeUpstream{}
+	up.exchange = answerFrom(f, fastZone...)
+	s := newTestServer(f, fastPolicy, up)
+	for _, name := range []string{"www.example.com.", "alias.example.com.", "to-ml.example.com."} {
+		for _, edns := range []bool{true, false} {
+			s.Resolve(context.Background(), localhost, query(name, dns.TypeA, edns))
+		}
+	}
+	buf := make([]byte, 0, maxUDPReply)
+	q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256)}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		out, ok := s.fastAnswer(s.state.Load(), localhost, pkt, buf, &q)
+		if !ok {
+			if len(pkt) >= 12 {
+				if reply, pend := s.answerUDP(localhost, pkt, buf); pend != nil {
+					s.answerUpstream(localhost, pend)
+				} else if reply != nil {
+					if err := new(dns.Msg).Unpack(reply); err != nil {
+						t.Fatalf("full-path reply does not unpack: %v", err)
+					}
+				}
+			}
+			return
+		}
+		got, req := new(dns.Msg), new(dns.Msg)
+		if err := got.Unpack(out); err != nil {
+			t.Fatalf("fast reply does not unpack: %v", err)
+		}
+		if err := req.Unpack(pkt); err != nil {
+			t.Fatalf("the fast path answered a query that does not unpack: %v", err)
+		}
+		if got.Id != req.Id || len(got.Question) != 1 || got.Question[0] != req.Question[0] {
+			t.Fatalf("reply %v to query %v", got, req)
+		}
+		want := finish(req, s.Resolve(context.Background(), localhost, req).Msg, true)
+		if got.Rcode != want.Rcode || len(got.Answer) != len(want.Answer) || len(got.Ns) != len(want.Ns) {
+			t.Fatalf("fast path:\n%s\nfull path:\n%s", got, want)
+		}
+	})
+}
