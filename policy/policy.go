@@ -33,6 +33,9 @@ type Options struct {
 	// check treats them as errors. A running resolver uses it so an expired
 	// exception stops applying instead of keeping the old policy alive.
 	SkipExpired bool
+	// MaxDomains bounds the domains the rules' lists may hold; zero means
+	// the default, MaxDomains.
+	MaxDomains int
 }
 
 // Policy is a compiled, immutable policy file.
@@ -120,6 +123,8 @@ type compiler struct {
 	p    *Policy
 	opts Options
 	now  time.Time
+	// domains counts the list domains read so far, against MaxDomains.
+	domains int
 	// shadowed counts, per rule, the domains an earlier rule always decides.
 	shadowed []int
 	shadower []int // per rule, the index of one rule that shadows it
@@ -130,6 +135,19 @@ const ExpirySoon = 14 * 24 * time.Hour
 
 // maxListErrors bounds the errors reported for one list file.
 const maxListErrors = 50
+
+// Bounds on what a policy may make typoguard read and hold; over them the
+// policy is refused.
+const (
+	// MaxPolicyBytes is the largest policy file read.
+	MaxPolicyBytes = 16 << 20
+	// MaxListBytes is the largest domains_from list file read.
+	MaxListBytes = 1 << 30
+	// MaxListLine is the longest line of a list file.
+	MaxListLine = 1024
+	// MaxDomains is how many domains all of a policy's lists may hold.
+	MaxDomains = 10_000_000
+)
 
 func (c *compiler) compile(raws []rawRule) {
 	d, p := c.d, c.p
@@ -295,6 +313,14 @@ func (c *compiler) readList(name string) ([]byte, error) {
 	return data, nil
 }
 
+// maxDomains is the bound on the domains of the policy's lists.
+func (c *compiler) maxDomains() int {
+	if c.opts.MaxDomains > 0 {
+		return c.opts.MaxDomains
+	}
+	return MaxDomains
+}
+
 // add ties one normalized domain to rule r.
 func (c *compiler) add(r *rawRule, idx uint32, name []byte, onlyBelow bool) {
 	flags := refApex | refBelow
@@ -318,6 +344,16 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, ski
 			line, data = data[:i], data[i+1:]
 		} else {
 			line, data = data, nil
+		}
+		if len(line) > MaxListLine {
+			if errs++; errs <= maxListErrors {
+				c.listError(file, lineNo, fmt.Sprintf("line is %d bytes long, over the limit of %d", len(line), MaxListLine))
+			}
+			continue
+		}
+		if limit := c.maxDomains(); c.domains >= limit {
+			c.listError(file, lineNo, fmt.Sprintf("the policy's lists hold %d domains, the most a policy may: the rest of this file is not read", limit))
+			return
 		}
 		if i := bytes.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
@@ -350,6 +386,7 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, ski
 				}
 				continue
 			}
+			c.domains++
 			if skip {
 				r.DomainCount++
 				continue

@@ -565,3 +565,14 @@ func TestListenConflicts(t *testing.T) {
 		}
 	}
 }
+
+func TestListDomainsBounded(t *testing.T) {
+	files := map[string]string{"a.txt": "one.example\ntwo.example\n", "b.txt": "three.example\nfour.example\nfive.example\n"}
+	src := "rules:\n  - {name: a, domains_from: [a.txt, b.txt], action: nxdomain}\n"
+	_, err := Parse("p.yaml", []byte(src), Options{MaxDomains: 4, ReadFile: func(name string) ([]byte, error) {
+		return []byte(files[filepath.Base(name)]), nil
+	}})
+	if err == nil || !strings.Contains(err.Error(), "b.txt:3: the policy's lists hold 4 domains, the most a policy may") {
+		t.Errorf("got %v, want the fifth domain refused at b.txt:3", err)
+	}
+}

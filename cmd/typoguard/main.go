@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/typoguard/typoguard/policy"
 )
@@ -89,11 +90,60 @@ func loadPolicy(path string, skipExpired bool) (*policy.Policy, error) {
 	if path == "" {
 		return policy.Parse(policy.DefaultFile, policy.DefaultSource(), policy.Options{SkipExpired: skipExpired})
 	}
-	src, err := os.ReadFile(path)
+	src, err := readInput(path, policy.MaxPolicyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	return policy.Parse(path, src, policy.Options{ReadFile: os.ReadFile, SkipExpired: skipExpired})
+	readList := func(name string) ([]byte, error) { return readInput(name, policy.MaxListBytes) }
+	return policy.Parse(path, src, policy.Options{ReadFile: readList, SkipExpired: skipExpired})
+}
+
+// readInput reads a policy or list file of at most max bytes. It must be a
+// regular file: a device such as /dev/zero, a pipe or a directory is
+// refused before anything is read, and a file that grows past max while
+// read is refused once max is passed, so no input can make typoguard hold
+// more than max.
+func readInput(path string, max int64) ([]byte, error) {
+	// O_NONBLOCK: opening a named pipe must not wait for a writer; it does
+	// nothing to a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("not a regular file (%s)", fileKind(st.Mode()))}
+	}
+	if st.Size() > max {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes, over the limit of %d", st.Size(), max)}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("over the limit of %d bytes", max)}
+	}
+	return data, nil
+}
+
+// fileKind names what a file that is not a regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a plain file"
 }
 
 // printLoadError prints a policy's errors one per line, as file:line:col.

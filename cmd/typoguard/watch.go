@@ -136,7 +136,7 @@ func policyFiles(p *policy.Policy) []string {
 // fingerprint equals the last one's would change nothing.
 func fingerprint(path string, p *policy.Policy) string {
 	h := sha256.New()
-	if src, err := os.ReadFile(path); err == nil {
+	if src, err := readInput(path, policy.MaxPolicyBytes); err == nil {
 		h.Write(src)
 	}
 	for _, f := range policyFiles(p)[1:] {
