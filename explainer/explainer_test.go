@@ -190,6 +190,7 @@ func TestDialogue(t *testing.T) {
 	}
 	cases := []struct{ rcpt, want string }{
 		{"user@army.ml", `550 5.1.2 army.ml is not army.mil: the address looks like a mistyped army.mil (letter dropped from the suffix); this message was not sent - check the address (typoguard rule "lookalike of army.mil")`},
+		{"user@mail.army.ml", `550 5.1.2 mail.army.ml is under army.ml, which is not army.mil: the address looks like a mistyped army.mil (letter dropped from the suffix); this message was not sent - check the address (typoguard rule "lookalike of army.mil")`},
 		{"user@ARNY.mil", `550 5.1.2 arny.mil is not army.mil: the address looks like a mistyped army.mil (keyboard neighbour); this message was not sent - check the address (typoguard rule "lookalike of army.mil")`},
 		{"user@amry.mil", `550 5.1.2 amry.mil is not army.mil: the address looks like a mistyped army.mil (letters swapped); this message was not sent - check the address (typoguard rule "swapped-letters")`},
 		{"user@mail.bamako.ml", `550 5.7.1 mail.bamako.ml is blocked for mail by this organisation's policy (typoguard rule "mali-is-not-mil"); this message was not sent - check the address`},
@@ -219,8 +220,8 @@ func TestDialogue(t *testing.T) {
 		t.Errorf("QUIT: %v", err)
 	}
 
-	if n := ts.obs.get(ts.obs.refused, "lookalike of army.mil"); n != 2 {
-		t.Errorf("refused by lookalike of army.mil: %d, want 2", n)
+	if n := ts.obs.get(ts.obs.refused, "lookalike of army.mil"); n != 3 {
+		t.Errorf("refused by lookalike of army.mil: %d, want 3", n)
 	}
 	if n := ts.obs.get(ts.obs.refused, ""); n != 2 {
 		t.Errorf("refused without a rule: %d, want 2", n)

@@ -117,6 +117,10 @@ func refusalText(domain, rule string, l policy.Lookalike) string {
 	if l.Kind != policy.KindNone {
 		name, of := printable(strings.ToLower(l.Name)), printable(l.Of)
 		head := name + " is not " + of + ": "
+		if d := printable(domain); d != name {
+			// Mail to a name under the lookalike, such as mail.army.ml.
+			head = d + " is under " + name + ", which is not " + of + ": "
+		}
 		forms = []string{
 			head + "the address looks like a mistyped " + of + " (" + l.String() + "); " + notSent + by,
 			head + "the address looks like a mistyped " + of + "; " + notSent + by,
