@@ -141,7 +141,16 @@ type entry struct {
 	wire []byte
 	ttls []uint16
 	qEnd int // where the question ends in wire
+	// touched is when a hit last moved the entry to the front of its
+	// LRU, in Unix nanoseconds.
+	touched atomic.Int64
 }
+
+// touchEvery is how often a hit moves its entry to the front of the LRU:
+// other hits only read it, under the shard's read lock, so hits on many
+// cores do not queue for its write lock. The LRU is the less exact for it
+// by a second at most.
+const touchEvery = time.Second
 
 // Hit is a reply found in the cache, shared with every other reader: Msg
 // and Wire must never be changed. Wire holds Msg packed (compressed,
@@ -235,11 +244,16 @@ func (c *Cache) lookup(k Key) (Hit, bool) {
 	}
 	k.Name = canonical(k.Name)
 	sh := c.shardOf(k)
-	e, ok := sh.entries.Get(k)
+	e, ok := sh.entries.Peek(k)
 	if !ok {
 		return Hit{shard: sh}, false
 	}
-	age := max(c.now().Sub(e.stored), 0)
+	now := c.now()
+	if t := now.UnixNano(); t-e.touched.Load() >= int64(touchEvery) {
+		e.touched.Store(t)
+		sh.entries.Get(k)
+	}
+	age := max(now.Sub(e.stored), 0)
 	if age >= e.ttl {
 		// Another Set may have replaced e since the Get; keep that one.
 		if cur, ok := sh.entries.Peek(k); ok && cur == e {
