@@ -448,6 +448,22 @@ func (p *postfixInstance) queue(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
+// drainedQueue waits up to wait for the queue to empty, and returns what is
+// still in it then. A message whose last recipient has just bounced stays
+// in the active queue for a moment while Postfix finishes its bounce; a
+// deferred one stays for good.
+func (p *postfixInstance) drainedQueue(t *testing.T, wait time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		q := p.queue(t)
+		if q == "" || time.Now().After(deadline) {
+			return q
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // delivery is one delivery-status line of Postfix's log: what became of one
 // recipient in one attempt.
 type delivery struct {
