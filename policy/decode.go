@@ -304,17 +304,7 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 				s.Version = n
 			}
 		},
-		"listen": func(v *yaml.Node) {
-			s.Listen = nil
-			var nodes []*yaml.Node
-			d.strs(v, "listen", func(n *yaml.Node, a string) {
-				if hp, ok := d.hostPort(n, a, "listen", "", false); ok {
-					s.Listen = append(s.Listen, hp)
-					nodes = append(nodes, n)
-				}
-			})
-			d.listenConflicts(s.Listen, nodes)
-		},
+		"listen": func(v *yaml.Node) { s.Listen = d.listenAddrs(v, "listen", "") },
 		"acl": func(v *yaml.Node) {
 			d.mapping(v, "acl", map[string]field{
 				"allow": func(v *yaml.Node) {
@@ -408,6 +398,22 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 		},
 	})
 	return s, rules
+}
+
+// listenAddrs reads a list of addresses to listen on (a bare address takes
+// defaultPort, or is an error when it is ""), and reports those that
+// cannot all be bound.
+func (d *decoder) listenAddrs(v *yaml.Node, what, defaultPort string) []string {
+	var addrs []string
+	var nodes []*yaml.Node
+	d.strs(v, what, func(n *yaml.Node, a string) {
+		if hp, ok := d.hostPort(n, a, what, defaultPort, false); ok {
+			addrs = append(addrs, hp)
+			nodes = append(nodes, n)
+		}
+	})
+	d.listenConflicts(addrs, nodes)
+	return addrs
 }
 
 // listenConflicts reports listen addresses that cannot all be bound: on

@@ -48,14 +48,7 @@ func (d *decoder) explainer(v *yaml.Node, s *Settings) {
 		"listen": func(v *yaml.Node) {
 			rv := resolve(v)
 			hasListen = !isNull(rv) && (rv.Kind != yaml.SequenceNode || len(rv.Content) > 0)
-			var nodes []*yaml.Node
-			d.strs(v, "explainer.listen", func(n *yaml.Node, a string) {
-				if hp, ok := d.hostPort(n, a, "explainer.listen", "25", false); ok {
-					e.Listen = append(e.Listen, hp)
-					nodes = append(nodes, n)
-				}
-			})
-			d.listenConflicts(e.Listen, nodes)
+			e.Listen = d.listenAddrs(v, "explainer.listen", "25")
 		},
 		"hostname": func(v *yaml.Node) {
 			if name, ok := d.hostName(v, "explainer.hostname"); ok {

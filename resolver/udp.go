@@ -159,7 +159,7 @@ func (l *udpLoop) serve(in, out *ipv4.Message, buf []byte) bool {
 		// IPV6_PKTINFO name the local address and interface both ways.
 		out.OOB = append(out.OOB[:0], in.OOB[:in.NN]...)
 	}
-	client := udpClient(in.Addr)
+	client := addrOf(in.Addr)
 	if reply, ok := l.s.fastAnswer(l.s.state.Load(), client, pkt, buf, &l.q); ok {
 		out.Buffers[0] = reply
 		return true
@@ -184,14 +184,6 @@ func (l *udpLoop) serve(in, out *ipv4.Message, buf []byte) bool {
 	}
 	out.Buffers[0] = reply
 	return true
-}
-
-// udpClient returns the client address of a datagram.
-func udpClient(a net.Addr) netip.Addr {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		return ua.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // send writes one reply alone, for a query answered after its batch.
