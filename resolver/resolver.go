@@ -432,11 +432,11 @@ func route(snap *snapshot, req *dns.Msg, d policy.Decision) (cache.Key, upstream
 func (s *Server) exchange(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) *dns.Msg {
 	key, up := route(snap, req, d)
 	v, _, _ := s.flight.Do(key.String(), func() (any, error) {
-		q := new(dns.Msg)
-		q.SetQuestion(key.Name, key.Type)
-		q.Question[0].Qclass = key.Class
-		q.RecursionDesired = true
-		q.CheckingDisabled = key.CD
+		// The upstream gives the query its own ID.
+		q := &dns.Msg{
+			MsgHdr:   dns.MsgHdr{Opcode: dns.OpcodeQuery, RecursionDesired: true, CheckingDisabled: key.CD},
+			Question: []dns.Question{{Name: key.Name, Qtype: key.Type, Qclass: key.Class}},
+		}
 		q.SetEdns0(ednsSize, key.DO)
 		reply, err := up.Exchange(context.WithoutCancel(ctx), q)
 		if err != nil {

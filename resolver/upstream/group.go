@@ -111,9 +111,10 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 }
 
 // try exchanges q with s within its share of the time left, when there is a
-// deadline, with left servers still to try counting s.
+// deadline, with left servers still to try counting s; the last one has
+// all the time left.
 func (g *Group) try(ctx context.Context, s Exchanger, q *dns.Msg, left int) (*dns.Msg, error) {
-	if deadline, ok := ctx.Deadline(); ok {
+	if deadline, ok := ctx.Deadline(); ok && left > 1 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Until(deadline)/time.Duration(left))
 		defer cancel()

@@ -30,12 +30,13 @@ type Exchanger interface {
 }
 
 // Server is one upstream resolver reached over UDP, and over TCP when a reply
-// is truncated. Each exchange uses a new socket, so a new random source port,
-// and a new random message ID; replies whose ID or question differ from the
-// query are dropped (RFC 5452 §9.1). A Server is safe for concurrent use; do
-// not change its fields once it is in use.
+// is truncated. UDP queries share a small pool of sockets on random ports,
+// each retired after a few dozen queries (see udpmux.go); every query, over
+// UDP or TCP, has a new random message ID, and replies whose ID or question
+// differ from the query are dropped (RFC 5452 §9.1). A Server is safe for
+// concurrent use; do not change its fields once it is in use.
 type Server struct {
-	// Addr is the server's host:port.
+	// Addr is the server's IP address and port.
 	Addr string
 	// Timeout bounds one Exchange, the UDP try and any TCP retry together;
 	// zero means DefaultTimeout. A sooner context deadline wins.
@@ -43,12 +44,15 @@ type Server struct {
 
 	bufs sync.Pool // of *[]byte, dns.MaxMsgSize long: UDP read buffers
 
-	// udpAddr is Addr resolved, once: Addr is an IP address and port.
-	udpOnce sync.Once
-	udpAddr *net.UDPAddr
+	// mux is made once, on first use; nil when Addr is no IP address
+	// and port, which muxErr then says.
+	muxOnce sync.Once
+	mux     *udpMux
+	muxErr  error
 }
 
-// NewServer returns a Server for the upstream at addr, a host:port.
+// NewServer returns a Server for the upstream at addr, an IP address and
+// port.
 func NewServer(addr string) *Server {
 	return &Server{Addr: addr}
 }
@@ -75,10 +79,14 @@ func (s *Server) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		defer cancel()
 	}
 
-	m := q.Copy()
-	r, err := s.exchange(ctx, "udp", m)
+	// Packed once; each try writes its own ID into it.
+	wire, err := q.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("forward %s to %s: pack query: %w", describe(q), s.Addr, err)
+	}
+	r, err := s.exchange(ctx, "udp", wire, q)
 	if err == nil && r.Truncated {
-		r, err = s.exchange(ctx, "tcp", m) // RFC 7766 §5
+		r, err = s.exchange(ctx, "tcp", wire, q) // RFC 7766 §5
 	}
 	if err != nil {
 		return nil, err
@@ -87,11 +95,26 @@ func (s *Server) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	return r, nil
 }
 
-// exchange sends m, under a new ID, over network and returns the first reply
-// that matches it. It changes m's Id.
-func (s *Server) exchange(ctx context.Context, network string, m *dns.Msg) (*dns.Msg, error) {
-	m.Id = dns.Id()
-	r, err := s.roundTrip(ctx, network, m)
+// exchange sends wire, q packed, under a new ID over network and returns
+// the first reply that matches it.
+func (s *Server) exchange(ctx context.Context, network string, wire []byte, q *dns.Msg) (*dns.Msg, error) {
+	s.muxOnce.Do(func() {
+		ap, err := netip.ParseAddrPort(s.Addr)
+		if err != nil {
+			s.muxErr = fmt.Errorf("upstream address is not an IP address and port: %w", err)
+			return
+		}
+		s.mux = newUDPMux(net.UDPAddrFromAddrPort(ap), &s.bufs)
+	})
+	var r *dns.Msg
+	err := s.muxErr
+	if err == nil {
+		if network == "udp" {
+			r, err = s.mux.exchange(ctx, wire, q.Question[0])
+		} else {
+			r, err = s.exchangeTCP(ctx, wire, q.Question[0])
+		}
+	}
 	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
@@ -100,17 +123,17 @@ func (s *Server) exchange(ctx context.Context, network string, m *dns.Msg) (*dns
 		if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
 			err = ctxErr
 		}
-		return nil, fmt.Errorf("forward %s to %s over %s: %w", describe(m), s.Addr, network, err)
+		return nil, fmt.Errorf("forward %s to %s over %s: %w", describe(q), s.Addr, network, err)
 	}
 	return r, nil
 }
 
-func (s *Server) roundTrip(ctx context.Context, network string, m *dns.Msg) (*dns.Msg, error) {
-	wire, err := m.Pack()
-	if err != nil {
-		return nil, fmt.Errorf("pack query: %w", err)
-	}
-	conn, err := s.dial(ctx, network)
+// exchangeTCP sends wire for q under a new ID on a connection of its own.
+func (s *Server) exchangeTCP(ctx context.Context, wire []byte, q dns.Question) (*dns.Msg, error) {
+	id := s.mux.id()
+	binary.BigEndian.PutUint16(wire, id)
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -123,61 +146,12 @@ func (s *Server) roundTrip(ctx context.Context, network string, m *dns.Msg) (*dn
 	// Cancellation unblocks a read or write at once.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-
-	if network == "tcp" {
-		return readTCP(conn, wire, m)
-	}
-	return s.readUDP(conn, wire, m)
-}
-
-// readUDP sends wire on conn and reads until a datagram matches m.
-// Datagrams that do not unpack or do not match are dropped: they are stray,
-// late or forged (RFC 5452 §9.1).
-// dial opens a connection to the server: for UDP straight to its address,
-// which is an IP address, a new socket with a new source port each time
-// (RFC 5452 §9.2).
-func (s *Server) dial(ctx context.Context, network string) (net.Conn, error) {
-	if network == "udp" {
-		s.udpOnce.Do(func() {
-			if ap, err := netip.ParseAddrPort(s.Addr); err == nil {
-				s.udpAddr = net.UDPAddrFromAddrPort(ap)
-			}
-		})
-		if s.udpAddr != nil {
-			return net.DialUDP("udp", nil, s.udpAddr)
-		}
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, s.Addr)
-}
-
-func (s *Server) readUDP(conn net.Conn, wire []byte, m *dns.Msg) (*dns.Msg, error) {
-	if _, err := conn.Write(wire); err != nil {
-		return nil, err
-	}
-	bufp, _ := s.bufs.Get().(*[]byte)
-	if bufp == nil {
-		buf := make([]byte, dns.MaxMsgSize)
-		bufp = &buf
-	}
-	defer s.bufs.Put(bufp)
-	buf := *bufp
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			return nil, err
-		}
-		r := new(dns.Msg)
-		if r.Unpack(buf[:n]) != nil || !matches(m, r) {
-			continue
-		}
-		return r, nil
-	}
+	return readTCP(conn, wire, id, q)
 }
 
 // readTCP sends wire on conn with its length prefix (RFC 1035 §4.2.2) and
-// reads messages until one matches m.
-func readTCP(conn net.Conn, wire []byte, m *dns.Msg) (*dns.Msg, error) {
+// reads messages until one matches id and q.
+func readTCP(conn net.Conn, wire []byte, id uint16, q dns.Question) (*dns.Msg, error) {
 	framed := make([]byte, 2+len(wire))
 	binary.BigEndian.PutUint16(framed, uint16(len(wire)))
 	copy(framed[2:], wire)
@@ -194,19 +168,20 @@ func readTCP(conn net.Conn, wire []byte, m *dns.Msg) (*dns.Msg, error) {
 			return nil, err
 		}
 		r := new(dns.Msg)
-		if r.Unpack(buf) != nil || !matches(m, r) {
+		if r.Unpack(buf) != nil || !matches(id, q, r) {
 			continue
 		}
 		return r, nil
 	}
 }
 
-// matches reports whether r is a reply to q: a response with q's ID and q's
-// question, the name compared case-insensitively (RFC 5452 §9.1, RFC 4343).
-func matches(q, r *dns.Msg) bool {
-	if !r.Response || r.Id != q.Id || len(r.Question) != 1 {
+// matches reports whether r is a reply to the query of q sent under id: a
+// response with that ID and question, the name compared case-insensitively
+// (RFC 5452 §9.1, RFC 4343).
+func matches(id uint16, a dns.Question, r *dns.Msg) bool {
+	if !r.Response || r.Id != id || len(r.Question) != 1 {
 		return false
 	}
-	a, b := q.Question[0], r.Question[0]
+	b := r.Question[0]
 	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && strings.EqualFold(a.Name, b.Name)
 }

@@ -178,24 +178,36 @@ func TestServerMatchesNameCaseInsensitively(t *testing.T) {
 	}
 }
 
-func TestServerNewIDAndSourcePortPerExchange(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		ids   = make(map[uint16]bool)
-		ports = make(map[int]bool)
-	)
+// countingServer is a zone server that records the ID and source port of
+// every UDP query it gets.
+type countingServer struct {
+	mu    sync.Mutex
+	ids   map[uint16]int
+	ports map[int]int
+}
+
+func newCountingServer(t *testing.T, wait func()) (*countingServer, string) {
+	c := &countingServer{ids: map[uint16]int{}, ports: map[int]int{}}
 	zone := resolvertest.NewZone(t, "a.test. 300 IN A 192.0.2.1")
 	addr := resolvertest.NewServer(t, dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		mu.Lock()
-		ids[q.Id] = true
-		ports[w.RemoteAddr().(*net.UDPAddr).Port] = true
-		mu.Unlock()
+		c.mu.Lock()
+		c.ids[q.Id]++
+		c.ports[w.RemoteAddr().(*net.UDPAddr).Port]++
+		c.mu.Unlock()
+		if wait != nil {
+			wait()
+		}
 		zone.ServeDNS(w, q)
 	}))
+	return c, addr
+}
+
+func TestServerIDsAndSourcePorts(t *testing.T) {
+	c, addr := newCountingServer(t, nil)
 	s := upstream.NewServer(addr)
 	q := query("a.test.", dns.TypeA)
 
-	const exchanges = 20
+	const exchanges = 4000
 	for range exchanges {
 		r, err := s.Exchange(testContext(t), q)
 		if err != nil {
@@ -205,14 +217,47 @@ func TestServerNewIDAndSourcePortPerExchange(t *testing.T) {
 			t.Fatalf("reply id = %d, want the query's %d", r.Id, q.Id)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	// Random 16-bit values: a few may collide, but never most of them.
-	if len(ids) < exchanges/2 {
-		t.Errorf("%d exchanges used only %d distinct ids", exchanges, len(ids))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Random 16-bit IDs: about 120 of 4,000 collide by chance.
+	if len(c.ids) < exchanges*7/8 {
+		t.Errorf("%d exchanges used only %d distinct ids", exchanges, len(c.ids))
 	}
-	if len(ports) < exchanges/2 {
-		t.Errorf("%d exchanges used only %d distinct source ports", exchanges, len(ports))
+	// Each socket carries at most MuxUses queries on its random port. The
+	// kernel may, rarely, give a later socket a port used before, so a
+	// port may count two sockets' queries, but not more.
+	if min := exchanges / upstream.MuxUses; len(c.ports) < min*7/8 {
+		t.Errorf("%d exchanges used only %d distinct source ports, want about %d or more", exchanges, len(c.ports), min)
+	}
+	for port, n := range c.ports {
+		if n > 2*upstream.MuxUses {
+			t.Errorf("source port %d carried %d queries, want at most %d", port, n, upstream.MuxUses)
+		}
+	}
+}
+
+func TestServerQueriesInFlightUseSeveralPorts(t *testing.T) {
+	const inFlight = 32
+	// The server answers none until all of them have arrived.
+	var arrived sync.WaitGroup
+	arrived.Add(inFlight)
+	c, addr := newCountingServer(t, func() { arrived.Done(); arrived.Wait() })
+	s := upstream.NewServer(addr)
+	var wg sync.WaitGroup
+	for i := range inFlight {
+		wg.Go(func() {
+			if _, err := s.Exchange(testContext(t), query(fmt.Sprintf("q%d.a.test.", i), dns.TypeA)); err != nil {
+				t.Errorf("Exchange: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// 32 queries over 16 sockets picked at random: all on three ports or
+	// fewer has a chance below 1e-20.
+	if len(c.ports) < 4 {
+		t.Errorf("%d queries in flight at once left from %d source ports, want several", inFlight, len(c.ports))
 	}
 }
 

@@ -1,0 +1,7 @@
+package upstream
+
+// MuxSockets and MuxUses are the UDP pool's sizes, for tests.
+const (
+	MuxSockets = muxSockets
+	MuxUses    = muxUses
+)
