@@ -95,6 +95,8 @@ type Server struct {
 	udp       []*udpSocket
 	inflight  sync.WaitGroup
 	panics    atomic.Uint64
+	// misses hands UDP queries that need the upstreams to idle workers.
+	misses chan *pending
 }
 
 // snapshot is everything one query reads, swapped whole on reload.
@@ -114,7 +116,7 @@ type snapshot struct {
 
 // New makes a server for the compiled policy p.
 func New(p *policy.Policy, cfg Config) (*Server, error) {
-	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream, obs: cfg.Observer}
+	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream, obs: cfg.Observer, misses: make(chan *pending)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -431,7 +433,7 @@ func route(snap *snapshot, req *dns.Msg, d policy.Decision) (cache.Key, upstream
 // is a SERVFAIL reply.
 func (s *Server) exchange(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) *dns.Msg {
 	key, up := route(snap, req, d)
-	v, _, _ := s.flight.Do(key.String(), func() (any, error) {
+	v, _, shared := s.flight.Do(key.String(), func() (any, error) {
 		// The upstream gives the query its own ID.
 		q := &dns.Msg{
 			MsgHdr:   dns.MsgHdr{Opcode: dns.OpcodeQuery, RecursionDesired: true, CheckingDisabled: key.CD},
@@ -449,9 +451,12 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, req *dns.Msg, d p
 		}
 		return reply, nil
 	})
-	// The shared reply is never mutated: each caller shapes its own copy,
-	// without the upstream's OPT.
-	m := v.(*dns.Msg).Copy()
+	// A shared reply is never mutated: each caller shapes its own copy.
+	// The cache stored a copy of its own. Either way the upstream's OPT goes.
+	m := v.(*dns.Msg)
+	if shared {
+		m = m.Copy()
+	}
 	m.Extra = cache.WithoutOPT(m.Extra)
 	return m
 }
