@@ -256,13 +256,8 @@ func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byt
 }
 
 // spelledName is the query name as the client spelled it, for the audit
-// line; "" when no line is written, so that nothing is allocated.
-func (s *Server) spelledName(q *wireQuery) string {
-	if !s.auditor.Enabled() {
-		return ""
-	}
-	return string(q.spelled)
-}
+// line: a view of q's buffer, which an Auditor does not keep.
+func (s *Server) spelledName(q *wireQuery) string { return nameString(q.spelled) }
 
 // appendLowerName appends the presentation name of plain labels in wire
 // form, lower-cased, ending in the root.

@@ -550,7 +550,9 @@ type AuditLine struct {
 }
 
 // Auditor writes the audit log. Its methods are called on the query path,
-// concurrently: they must be quick and never block.
+// concurrently: they must be quick and never block. Audit must not keep
+// the line's strings once it returns: they may be views of buffers that
+// the next query reuses.
 type Auditor interface {
 	// Enabled reports whether audit lines are written at all.
 	Enabled() bool
@@ -568,7 +570,7 @@ func (a slogAuditor) Audit(l AuditLine) {
 	var attrs [10]slog.Attr
 	as := append(attrs[:0],
 		slog.String("client", l.Client.String()),
-		slog.String("name", l.Name),
+		slog.String("name", strings.Clone(l.Name)), // a handler may keep its record
 		slog.String("type", l.Type),
 		slog.String("rule", l.Rule),
 		slog.String("action", l.Action),

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/typoguard/typoguard/policy"
 )
@@ -34,17 +38,10 @@ const (
 	oobSize = 64
 )
 
-// batchConn is the batch I/O of an ipv4.PacketConn or ipv6.PacketConn (their
-// Message types are the same).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // udpSocket is one UDP socket served by one loop.
 type udpSocket struct {
-	conn  *net.UDPConn
-	batch batchConn
+	conn *net.UDPConn
+	raw  syscall.RawConn
 	// pktinfo is set for a wildcard address: each query's destination is
 	// read from its packet-info control message and its reply is sent
 	// from that address, so that it leaves from where the query came to
@@ -54,71 +51,133 @@ type udpSocket struct {
 
 // newUDPSocket wraps a bound UDP socket for batch I/O.
 func newUDPSocket(c *net.UDPConn, v4 bool) (*udpSocket, error) {
-	s := &udpSocket{conn: c}
-	wildcard := c.LocalAddr().(*net.UDPAddr).IP.IsUnspecified()
-	if v4 {
-		pc := ipv4.NewPacketConn(c)
-		if wildcard {
-			if err := pc.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
-				return nil, err
-			}
-		}
-		s.batch = pc
-	} else {
-		pc := ipv6.NewPacketConn(c)
-		if wildcard {
-			if err := pc.SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
-				return nil, err
-			}
-		}
-		s.batch = pc
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
-	s.pktinfo = wildcard
+	s := &udpSocket{conn: c, raw: raw}
+	if c.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		if v4 {
+			err = ipv4.NewPacketConn(c).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+		} else {
+			err = ipv6.NewPacketConn(c).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.pktinfo = true
+	}
 	return s, nil
 }
 
-// udpLoop holds one socket's reused buffers.
+// udpLoop holds one socket's reused buffers: the headers, buffers, source
+// addresses and control messages of a batch of queries read and of their
+// replies, made once and handed to recvmmsg and sendmmsg as they are.
 type udpLoop struct {
 	s    *Server
 	sock *udpSocket
-	in   []ipv4.Message
-	out  []ipv4.Message
-	// outBuf holds the replies of one batch, each in a slot of its own.
-	outBuf [][]byte
-	q      wireQuery // the fast path's reused query
+	in   []unix.Mmsghdr
+	out  []unix.Mmsghdr
+	// inIov and outIov are each header's one buffer; inBuf and outBuf
+	// the buffers themselves, each reply in a slot of its own.
+	inIov, outIov   []unix.Iovec
+	inBuf, outBuf   [][]byte
+	inName, outName []unix.RawSockaddrInet6 // room for either family's address
+	inOOB, outOOB   [][]byte
+	q               wireQuery // the fast path's reused query
+
+	// recv and send are the system calls of one batch, made once as
+	// method values, and n, errno what the last one returned.
+	recv, send func(fd uintptr) bool
+	sendFrom   int // the first header send sends
+	sendTo     int // the header after the last
+	n          int
+	errno      syscall.Errno
 }
 
 func newUDPLoop(s *Server, sock *udpSocket) *udpLoop {
-	l := &udpLoop{s: s, sock: sock, in: make([]ipv4.Message, udpBatch), out: make([]ipv4.Message, udpBatch), outBuf: make([][]byte, udpBatch)}
+	l := &udpLoop{s: s, sock: sock,
+		in: make([]unix.Mmsghdr, udpBatch), out: make([]unix.Mmsghdr, udpBatch),
+		inIov: make([]unix.Iovec, udpBatch), outIov: make([]unix.Iovec, udpBatch),
+		inBuf: make([][]byte, udpBatch), outBuf: make([][]byte, udpBatch),
+		inName: make([]unix.RawSockaddrInet6, udpBatch), outName: make([]unix.RawSockaddrInet6, udpBatch),
+		inOOB: make([][]byte, udpBatch), outOOB: make([][]byte, udpBatch),
+	}
 	l.q.name = make([]byte, 0, 256)
-	for i := range l.in {
-		l.in[i].Buffers = [][]byte{make([]byte, maxUDPQuery)}
-		l.out[i].Buffers = [][]byte{nil}
+	for i := range udpBatch {
+		l.inBuf[i] = make([]byte, maxUDPQuery)
 		l.outBuf[i] = make([]byte, 0, maxUDPReply)
+		l.inIov[i].Base = &l.inBuf[i][0]
+		l.in[i].Hdr.Iov, l.in[i].Hdr.Iovlen = &l.inIov[i], 1
+		l.in[i].Hdr.Name = (*byte)(unsafe.Pointer(&l.inName[i]))
+		l.out[i].Hdr.Iov, l.out[i].Hdr.Iovlen = &l.outIov[i], 1
+		l.out[i].Hdr.Name = (*byte)(unsafe.Pointer(&l.outName[i]))
 		if sock.pktinfo {
-			l.in[i].OOB = make([]byte, oobSize)
-			l.out[i].OOB = make([]byte, 0, oobSize)
+			l.inOOB[i] = make([]byte, oobSize)
+			l.outOOB[i] = make([]byte, oobSize)
+			l.in[i].Hdr.Control = &l.inOOB[i][0]
+			l.out[i].Hdr.Control = &l.outOOB[i][0]
 		}
 	}
+	l.recv, l.send = l.recvmmsg, l.sendmmsg
 	return l
+}
+
+// The batch system calls are made raw, without telling the scheduler:
+// the socket is non-blocking, so they never wait, and a sendmmsg of a
+// full batch takes long enough that the scheduler, told, would hand the
+// loop's P to another thread and back each time (futex wake-ups and
+// context switches by the thousand a second under load). When the socket
+// has nothing to read or no room to write, the callback returns false
+// and the runtime's poller waits for it.
+
+// recvmmsg is the read callback of one batch.
+func (l *udpLoop) recvmmsg(fd uintptr) bool {
+	for i := range l.in {
+		h := &l.in[i].Hdr
+		l.inIov[i].SetLen(maxUDPQuery)
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Flags = 0
+		if l.sock.pktinfo {
+			h.SetControllen(oobSize)
+		}
+	}
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&l.in[0])), uintptr(len(l.in)), 0, 0, 0)
+	if errno == unix.EAGAIN {
+		return false
+	}
+	l.n, l.errno = int(n), errno
+	return true
+}
+
+// sendmmsg is the write callback of one batch.
+func (l *udpLoop) sendmmsg(fd uintptr) bool {
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&l.out[l.sendFrom])), uintptr(l.sendTo-l.sendFrom), 0, 0, 0)
+	if errno == unix.EAGAIN {
+		return false
+	}
+	l.n, l.errno = int(n), errno
+	return true
 }
 
 // run serves the socket until it is closed.
 func (l *udpLoop) run() error {
 	for {
-		n, err := l.sock.batch.ReadBatch(l.in, 0)
-		if err != nil {
+		if err := l.sock.raw.Read(l.recv); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			if isTemporary(err) {
-				continue
-			}
 			return err
 		}
+		if l.errno != 0 {
+			if isTemporary(l.errno) {
+				continue
+			}
+			return os.NewSyscallError("recvmmsg", l.errno)
+		}
 		k := 0
-		for i := range n {
-			if l.serve(&l.in[i], &l.out[k], l.outBuf[k]) {
+		for i := range l.n {
+			if l.serve(i, k) {
 				k++
 			}
 		}
@@ -134,52 +193,86 @@ func isTemporary(err error) bool {
 
 // flush sends the first k replies of the batch.
 func (l *udpLoop) flush(k int) {
-	for sent := 0; sent < k; {
-		n, err := l.sock.batch.WriteBatch(l.out[sent:k], 0)
-		if err != nil {
-			// The datagram that failed is dropped; the rest go on.
-			l.s.log.Debug("udp write", "err", err)
-			n++
+	for l.sendFrom, l.sendTo = 0, k; l.sendFrom < k; {
+		if err := l.sock.raw.Write(l.send); err != nil {
+			return // closed
 		}
-		sent += n
+		if l.errno == unix.EINTR {
+			continue
+		}
+		if l.errno != 0 {
+			// The datagram that failed is dropped; the rest go on.
+			l.s.log.Debug("udp write", "err", l.errno)
+			l.n = 1
+		}
+		l.sendFrom += l.n
 	}
 }
 
-// serve answers one datagram. It reports whether a reply was put in out for
-// this batch; a query sent to the upstreams is answered later, and junk is
-// not answered at all.
-func (l *udpLoop) serve(in, out *ipv4.Message, buf []byte) bool {
-	pkt := in.Buffers[0][:in.N]
-	if in.Flags&syscall.MSG_TRUNC != 0 {
+// serve answers datagram i of the batch. It reports whether a reply was
+// put in slot k of the batch's replies; a query sent to the upstreams is
+// answered later, and junk is not answered at all.
+func (l *udpLoop) serve(i, k int) bool {
+	in := &l.in[i]
+	if in.Hdr.Flags&syscall.MSG_TRUNC != 0 {
 		return false
 	}
-	out.Addr = in.Addr
+	pkt := l.inBuf[i][:in.Len]
+	name := &l.inName[i]
+	client := sockaddrIP(name)
+	buf := l.outBuf[k]
+	var oob []byte
 	if l.sock.pktinfo {
 		// The control message read is the one to send: IP_PKTINFO and
 		// IPV6_PKTINFO name the local address and interface both ways.
-		out.OOB = append(out.OOB[:0], in.OOB[:in.NN]...)
+		oob = l.inOOB[i][:in.Hdr.Controllen]
 	}
-	client := addrOf(in.Addr)
-	if reply, ok := l.s.fastAnswer(l.s.state.Load(), client, pkt, buf, &l.q); ok {
-		out.Buffers[0] = reply
-		return true
-	}
-	reply, pend := l.s.answerUDP(client, pkt, buf)
-	if pend != nil {
-		// The batch's buffers are reused before this answer is written, so
-		// it keeps its own copy of where to send it.
-		pend.sock, pend.client, pend.to = l.sock, client, in.Addr
-		if l.sock.pktinfo {
-			pend.oob = append(pend.oob, out.OOB...)
+	reply, ok := l.s.fastAnswer(l.s.state.Load(), client, pkt, buf, &l.q)
+	if !ok {
+		var pend *pending
+		reply, pend = l.s.answerUDP(client, pkt, buf)
+		if pend != nil {
+			// The batch's buffers are reused before this answer is
+			// written, so it keeps its own copy of where to send it.
+			pend.sock, pend.client = l.sock, client
+			pend.to = udpAddrOf(client, name)
+			pend.oob = append(pend.oob, oob...)
+			l.s.startMiss(pend)
+			return false
 		}
-		l.s.startMiss(pend)
-		return false
+		if reply == nil {
+			return false
+		}
 	}
-	if reply == nil {
-		return false
+	out := &l.out[k]
+	l.outName[k] = *name
+	out.Hdr.Namelen = in.Hdr.Namelen
+	l.outIov[k].Base = unsafe.SliceData(reply)
+	l.outIov[k].SetLen(len(reply))
+	if l.sock.pktinfo {
+		copy(l.outOOB[k], oob)
+		out.Hdr.SetControllen(len(oob))
 	}
-	out.Buffers[0] = reply
 	return true
+}
+
+// udpAddrOf is the address of sa, whose IP is ip, for a reply sent alone.
+func udpAddrOf(ip netip.Addr, sa *unix.RawSockaddrInet6) *net.UDPAddr {
+	a := &net.UDPAddr{IP: net.IP(ip.AsSlice()), Port: int(sa.Port>>8 | sa.Port<<8)} // the port is big-endian
+	if sa.Family == unix.AF_INET6 && sa.Scope_id != 0 {
+		a.Zone = strconv.FormatUint(uint64(sa.Scope_id), 10)
+	}
+	return a
+}
+
+// sockaddrIP is the IP address in a sockaddr_in or sockaddr_in6, unmapped
+// from IPv4-in-IPv6.
+func sockaddrIP(sa *unix.RawSockaddrInet6) netip.Addr {
+	if sa.Family == unix.AF_INET {
+		v4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrFrom4(v4.Addr)
+	}
+	return netip.AddrFrom16(sa.Addr).Unmap()
 }
 
 // send writes one reply alone, for a query answered after its batch.

@@ -11,7 +11,7 @@ import (
 
 // The audit line is the one log line a query can cost, and under a flood
 // of blocked names it is written at the rate of the flood. So the log
-// switch formats it itself, into a buffer on the stack, to exactly the
+// switch formats it itself, into a reused buffer, to exactly the
 // bytes slog's handler in force would write, rather than through slog's
 // generic attribute machinery (a test holds the two to the same bytes).
 
@@ -24,8 +24,14 @@ func (a auditLog) Enabled() bool { return a.l.level.Level() <= levelInfo }
 
 // Audit implements resolver.Auditor.
 func (a auditLog) Audit(line resolver.AuditLine) {
-	var buf [512]byte
-	a.l.out.Write(appendAuditLine(buf[:0], time.Now(), a.l.json.Load(), line))
+	bufp, _ := a.l.lineBufs.Get().(*[]byte)
+	if bufp == nil {
+		buf := make([]byte, 0, 512)
+		bufp = &buf
+	}
+	*bufp = appendAuditLine((*bufp)[:0], time.Now(), a.l.json.Load(), line)
+	a.l.out.Write(*bufp)
+	a.l.lineBufs.Put(bufp)
 }
 
 // levelInfo is slog.LevelInfo, the audit lines' level.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,8 @@ type logSwitch struct {
 	level slog.LevelVar
 	json  atomic.Bool // the format in force is JSON, not text
 	cur   atomic.Pointer[slog.Handler]
+	// lineBufs holds *[]byte buffers that audit lines are formatted in.
+	lineBufs sync.Pool
 }
 
 func newLogSwitch(w io.Writer, s policy.LogSettings) *logSwitch {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,9 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	if w.closed {
 		defer w.mu.Unlock()
-		return w.dst.Write(p)
+		// A copy, so that p does not escape and a caller's buffer can
+		// live on its stack.
+		return w.dst.Write(bytes.Clone(p))
 	}
 	if len(w.pending)+len(p) > w.limits.pendingBytes {
 		w.dropped++
