@@ -34,20 +34,13 @@ func (nopObserver) Block(policy.Decision)                 {}
 func (nopObserver) Upstream(string, time.Duration, error) {}
 func (nopObserver) Panic()                                {}
 
-// CacheStats returns the cache's counters since the server started, summed
-// over caches a reload replaced, and the entries held now.
+// CacheStats returns the cache's counters since the server started, across
+// reloads that replaced the cache, and the entries it holds now.
 func (s *Server) CacheStats() cache.Stats {
-	s.cacheMu.Lock()
-	st := s.retired
-	s.cacheMu.Unlock()
 	if c := s.state.Load().cache; c != nil {
-		now := c.Stats()
-		st.Hits += now.Hits
-		st.Misses += now.Misses
-		st.Evictions += now.Evictions
-		st.Entries = now.Entries
+		return c.Stats()
 	}
-	return st
+	return s.cacheCounts.Stats()
 }
 
 // readyWindow is how recently an upstream must have answered for the

@@ -171,3 +171,32 @@ func TestReloadKeepsUnchangedUpstreams(t *testing.T) {
 		t.Errorf("exchangers made %v: a new upstream needs its own", made)
 	}
 }
+
+// TestCacheCountsSurviveReload replaces the cache with a reload that
+// changes its settings: the hits, misses and evictions counted before it
+// still count, and the new cache's add to them.
+func TestCacheCountsSurviveReload(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, "www.example.com. 300 IN A 198.51.100.1")}
+	s := newTestServer(t, testPolicy, up)
+	ask := func() {
+		s.Resolve(t.Context(), localhost, query("www.example.com.", dns.TypeA, false))
+	}
+	ask() // a miss
+	ask() // a hit
+	p, err := policy.Parse("v.yaml", []byte(testPolicy+"cache: {size: 500}\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.state.Load().cache
+	if err := s.Reload(p); err != nil {
+		t.Fatal(err)
+	}
+	if s.state.Load().cache == old {
+		t.Fatal("the reload kept the cache; the test needs one that replaces it")
+	}
+	ask() // a miss in the new cache
+	ask() // a hit
+	if st := s.CacheStats(); st.Hits != 2 || st.Misses != 2 || st.Entries != 1 {
+		t.Errorf("cache stats after a reload = %+v, want 2 hits, 2 misses and 1 entry", st)
+	}
+}

@@ -82,11 +82,12 @@ type Server struct {
 	obs   Observer
 	// auditor writes the audit log.
 	auditor Auditor
-	// cacheMu guards replacing the cache when a reload changes its
-	// settings, and retired.
+	// cacheMu serialises reloads, which may replace the cache.
 	cacheMu sync.Mutex
-	retired cache.Stats // counters of caches a reload replaced
-	flight  singleflight.Group
+	// cacheCounts count the hits, misses and evictions of every cache the
+	// server has had.
+	cacheCounts cache.Counters
+	flight      singleflight.Group
 	// lastUpstreamOK is when an upstream last answered, in Unix nanoseconds.
 	lastUpstreamOK atomic.Int64
 
@@ -94,7 +95,6 @@ type Server struct {
 	servers   []*dns.Server // TCP
 	udp       []*udpSocket
 	inflight  sync.WaitGroup
-	panics    atomic.Uint64
 	// misses hands UDP queries that need the upstreams to idle workers.
 	misses chan *pending
 }
@@ -190,13 +190,8 @@ func (s *Server) Reload(p *policy.Policy) error {
 			MaxTTL:         p.Cache.MaxTTL,
 			MaxNegativeTTL: p.Cache.MaxNegativeTTL,
 			ServfailTTL:    p.Cache.ServfailTTL,
+			Counters:       &s.cacheCounts,
 		}, s.now)
-	}
-	if old != nil && old.cache != nil && old.cache != snap.cache {
-		st := old.cache.Stats()
-		s.retired.Hits += st.Hits
-		s.retired.Misses += st.Misses
-		s.retired.Evictions += st.Evictions
 	}
 	s.state.Store(snap)
 	return nil
@@ -248,7 +243,6 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 func (s *Server) safely(client netip.Addr, req *dns.Msg, res *Result, resolve func()) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.panics.Add(1)
 			s.obs.Panic()
 			s.log.Error("panic while answering a query; answered SERVFAIL",
 				"client", client.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))

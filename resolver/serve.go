@@ -229,6 +229,3 @@ func (s *Server) closeAllLocked() {
 	}
 	s.servers, s.udp = nil, nil
 }
-
-// Panics returns how many queries panicked and were answered SERVFAIL.
-func (s *Server) Panics() uint64 { return s.panics.Load() }

@@ -84,9 +84,41 @@ type Config struct {
 	// ServfailTTL is how long a SERVFAIL reply is kept, at most five
 	// minutes (RFC 2308 §7.1); zero keeps none.
 	ServfailTTL time.Duration
+	// Counters count the cache's hits, misses and evictions; nil: counters
+	// of its own. A server hands the same Counters to each cache it makes,
+	// so that its counts run for its whole life, across reloads that
+	// replace the cache.
+	Counters *Counters
 }
 
-// Stats counts cache activity since the cache was made.
+// Counters count the activity of the caches that share them, striped so
+// that lookups on different cores do not share a cache line. The zero
+// value is ready to use.
+type Counters struct {
+	stripes [shardCount]stripe
+}
+
+// stripe is one shard's part of the counters.
+type stripe struct {
+	hits      atomic.Uint64
+	misses    atomic.Uint64
+	evictions atomic.Uint64
+	_         [64]byte // keeps the next stripe off this cache line
+}
+
+// Stats returns the counts, summed over the stripes; Entries is zero.
+func (c *Counters) Stats() Stats {
+	var s Stats
+	for i := range c.stripes {
+		st := &c.stripes[i]
+		s.Hits += st.hits.Load()
+		s.Misses += st.misses.Load()
+		s.Evictions += st.evictions.Load()
+	}
+	return s
+}
+
+// Stats counts cache activity.
 type Stats struct {
 	// Hits and Misses count Get calls that found a fresh reply and that did
 	// not; an expired reply is a miss.
@@ -107,20 +139,15 @@ type Cache struct {
 	cfg    Config
 	now    func() time.Time
 	shards []shard // none when cfg.Size holds nothing
-	// misses counts the lookups of a cache that holds nothing.
-	misses atomic.Uint64
+	count  *Counters
 }
 
 // shard is one part of the cache, with its own lock (inside the LRU) and
-// counters, so that lookups of different names on different cores do not
-// wait for each other or share a cache line.
+// stripe of the counters, so that lookups of different names on different
+// cores do not wait for each other or share a cache line.
 type shard struct {
 	entries *lru.Cache[Key, *entry]
-
-	hits      atomic.Uint64
-	misses    atomic.Uint64
-	evictions atomic.Uint64
-	_         [64]byte // keeps the next shard's counters off this cache line
+	count   *stripe
 }
 
 // shardedFrom is the smallest cache split into shards; a smaller one is
@@ -174,7 +201,10 @@ func New(cfg Config, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	c := &Cache{cfg: cfg, now: now}
+	c := &Cache{cfg: cfg, now: now, count: cfg.Counters}
+	if c.count == nil {
+		c.count = new(Counters)
+	}
 	if cfg.Size > 0 {
 		n := 1
 		if cfg.Size >= shardedFrom {
@@ -184,6 +214,7 @@ func New(cfg Config, now func() time.Time) *Cache {
 		for i := range c.shards {
 			// lru.New fails only for a size below one.
 			c.shards[i].entries, _ = lru.New[Key, *entry]((cfg.Size + n - 1) / n)
+			c.shards[i].count = &c.count.stripes[i]
 		}
 	}
 	return c
@@ -210,9 +241,9 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 	hit, ok := c.lookup(k)
 	if !ok {
 		if hit.shard != nil {
-			hit.shard.misses.Add(1)
+			hit.shard.count.misses.Add(1)
 		} else {
-			c.misses.Add(1)
+			c.count.stripes[0].misses.Add(1)
 		}
 		return nil, false
 	}
@@ -224,7 +255,7 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 			}
 		}
 	}
-	hit.shard.hits.Add(1)
+	hit.shard.count.hits.Add(1)
 	return m, true
 }
 
@@ -234,7 +265,7 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 func (c *Cache) Shared(k Key) (Hit, bool) { return c.lookup(k) }
 
 // CountHit counts a hit served from Shared.
-func (c *Cache) CountHit(h Hit) { h.shard.hits.Add(1) }
+func (c *Cache) CountHit(h Hit) { h.shard.count.hits.Add(1) }
 
 // lookup finds the fresh entry under k, dropping an expired one. A miss
 // still names the shard, for its counter.
@@ -308,19 +339,16 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	k.Name = canonical(k.Name)
 	sh := c.shardOf(k)
 	if sh.entries.Add(k, e) {
-		sh.evictions.Add(1)
+		sh.count.evictions.Add(1)
 	}
 }
 
-// Stats returns the cache's counters, summed over its shards.
+// Stats returns the cache's counters (those of every cache sharing them)
+// and the entries it holds.
 func (c *Cache) Stats() Stats {
-	s := Stats{Misses: c.misses.Load()}
+	s := c.count.Stats()
 	for i := range c.shards {
-		sh := &c.shards[i]
-		s.Hits += sh.hits.Load()
-		s.Misses += sh.misses.Load()
-		s.Evictions += sh.evictions.Load()
-		s.Entries += sh.entries.Len()
+		s.Entries += c.shards[i].entries.Len()
 	}
 	return s
 }
