@@ -9,6 +9,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -87,15 +89,39 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // loadPolicy compiles the policy file at path, or the embedded default when
 // path is empty. List files are read relative to the policy file.
 func loadPolicy(path string, skipExpired bool) (*policy.Policy, error) {
+	p, _, err := loadPolicyDigest(path, skipExpired)
+	return p, err
+}
+
+// loadPolicyDigest is loadPolicy that also returns the digest of its
+// input: a SHA-256 over the bytes it parsed, the policy file's and each
+// list file's as they were read, with their names and any read error.
+// It is the one place a policy's input is identified: two loads with the
+// same digest read the same input, good or bad.
+func loadPolicyDigest(path string, skipExpired bool) (*policy.Policy, string, error) {
+	h := sha256.New()
+	read := func(name string, max int64) ([]byte, error) {
+		data, err := readInput(name, max)
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+		if err != nil {
+			fmt.Fprintf(h, "error\x00%v\x00", err)
+		}
+		return data, err
+	}
+	digest := func() string { return hex.EncodeToString(h.Sum(nil)) }
 	if path == "" {
-		return policy.Parse(policy.DefaultFile, policy.DefaultSource(), policy.Options{SkipExpired: skipExpired})
+		p, err := policy.Parse(policy.DefaultFile, policy.DefaultSource(), policy.Options{SkipExpired: skipExpired})
+		h.Write(policy.DefaultSource())
+		return p, digest(), err
 	}
-	src, err := readInput(path, policy.MaxPolicyBytes)
+	src, err := read(path, policy.MaxPolicyBytes)
 	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
+		return nil, digest(), fmt.Errorf("read policy: %w", err)
 	}
-	readList := func(name string) ([]byte, error) { return readInput(name, policy.MaxListBytes) }
-	return policy.Parse(path, src, policy.Options{ReadFile: readList, SkipExpired: skipExpired})
+	readList := func(name string) ([]byte, error) { return read(name, policy.MaxListBytes) }
+	p, err := policy.Parse(path, src, policy.Options{ReadFile: readList, SkipExpired: skipExpired})
+	return p, digest(), err
 }
 
 // readInput reads a policy or list file of at most max bytes. It must be a

@@ -238,3 +238,34 @@ rate_limit:
 		g.waitLog(t, section+" not enforced after the reload", warned(section, first[section]))
 	}
 }
+
+// TestE2EReloadIgnoresSameInput saves a bad policy, then saves the same
+// bytes again: the failure is logged once, not once
+// per save, and a real edit after it is still applied.
+func TestE2EReloadIgnoresSameInput(t *testing.T) {
+	_, upstream := newUpstream(t)
+	g := startGuard(t, e2ePolicy(upstream, upstream, ""))
+	failed := func(l map[string]any) bool { return l["msg"] == "reload failed; the old policy keeps serving" }
+	bad := []byte(e2ePolicy(upstream, upstream, "  - {name: broken, domains: [x.example], action: explode}\n"))
+	if err := os.WriteFile(g.file, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.waitLog(t, "the failed reload", failed)
+	if err := os.WriteFile(g.file, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.waitLog(t, "the same bytes saved again", func(l map[string]any) bool {
+		return l["msg"] == "policy files changed but read the same as at the last load; nothing to do"
+	})
+	good := e2ePolicy(upstream, upstream, "  - {name: edited, domains: [www.example.com], action: nxdomain}\n")
+	if err := os.WriteFile(g.file, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.waitLog(t, "the reload of the real edit", func(l map[string]any) bool { return l["msg"] == "policy reloaded" })
+	if n := g.countLog(failed); n != 1 {
+		t.Errorf("the same bad input logged %d failed reloads, want 1", n)
+	}
+	if r := g.dig(t, "www.example.com", "A"); r.status != "NXDOMAIN" {
+		t.Errorf("after the edit: %s, want NXDOMAIN", r.status)
+	}
+}

@@ -53,7 +53,7 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 	start := time.Now()
-	p, err := loadPolicy(*config, true)
+	p, digest, err := loadPolicyDigest(*config, true)
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
@@ -109,8 +109,7 @@ func serve(args []string, stderr io.Writer) int {
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
 
-	d := &daemon{log: log, logs: logs, srv: srv, explainer: x, metrics: m, path: *config}
-	d.lastPrint = fingerprint(*config, p)
+	d := &daemon{log: log, logs: logs, srv: srv, explainer: x, metrics: m, path: *config, lastDigest: digest}
 	var changed <-chan struct{}
 	if *config != "" {
 		w, err := watchPolicy(ctx, log, *config, p)
@@ -148,16 +147,12 @@ func (d *daemon) run(signals <-chan os.Signal, changed <-chan struct{}) int {
 			}
 			return 0
 		case <-changed:
-			// Nothing to do when the files read the same as at the last
-			// reload, good or bad: no loops, no repeated error logs.
-			if print := fingerprint(d.path, d.srv.Policy()); print != d.lastPrint {
-				d.reload("file changed")
-			}
+			d.reload("file changed", true)
 		case <-expiry.C:
-			d.reload("an exception expired")
+			d.reload("an exception expired", false)
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				d.reload("SIGHUP")
+				d.reload("SIGHUP", false)
 				break
 			}
 			d.log.Info("shutting down", "signal", sig.String())
@@ -211,16 +206,22 @@ type daemon struct {
 	metrics   *metrics
 	path      string
 	watch     *policyWatch // nil: not watching
-	// lastPrint is the fingerprint of the files at the last reload attempt.
-	lastPrint string
+	// lastDigest is the digest of the input of the last load, good or bad.
+	lastDigest string
 }
 
 // reload loads the policy file again and swaps it in; on any error the old
-// policy keeps serving.
-func (d *daemon) reload(why string) {
+// policy keeps serving. With onChange, a load that read the same input as
+// the last one, good or bad, does nothing more: a file saved in several
+// steps, or touched, makes no second reload and no repeated error log.
+func (d *daemon) reload(why string, onChange bool) {
 	old := d.srv.Policy()
-	d.lastPrint = fingerprint(d.path, old)
-	p, err := loadPolicy(d.path, true)
+	p, digest, err := loadPolicyDigest(d.path, true)
+	if onChange && digest == d.lastDigest {
+		d.log.Info("policy files changed but read the same as at the last load; nothing to do", "trigger", why)
+		return
+	}
+	d.lastDigest = digest
 	if err == nil {
 		err = d.srv.Reload(p)
 	}
@@ -238,7 +239,6 @@ func (d *daemon) reload(why string) {
 		return
 	}
 	d.metrics.reloads.WithLabelValues("success").Inc()
-	d.lastPrint = fingerprint(d.path, p)
 	if d.watch != nil {
 		if err := d.watch.follow(p); err != nil {
 			d.log.Warn("cannot watch the new policy's files; reload with SIGHUP", "err", err)

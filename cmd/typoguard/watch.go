@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -129,20 +126,4 @@ func policyFiles(p *policy.Policy) []string {
 		}
 	}
 	return files
-}
-
-// fingerprint identifies the contents of a policy's files: the policy file's
-// bytes and each list file's size and modification time. A reload whose
-// fingerprint equals the last one's would change nothing.
-func fingerprint(path string, p *policy.Policy) string {
-	h := sha256.New()
-	if src, err := readInput(path, policy.MaxPolicyBytes); err == nil {
-		h.Write(src)
-	}
-	for _, f := range policyFiles(p)[1:] {
-		if st, err := os.Stat(f); err == nil {
-			fmt.Fprintf(h, "\x00%s %d %d", f, st.Size(), st.ModTime().UnixNano())
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
