@@ -103,6 +103,10 @@ type Rule struct {
 	Expires     time.Time // zero: never; the rule holds through that day (UTC)
 	Expired     bool      // past Expires when loaded; such a rule never applies
 	Pos         Position
+	// Index is the rule's place among all of the policy's rules: those of
+	// Rules, then those of LookalikeRules. A resolver keeps what it works
+	// out per rule in a slice by it.
+	Index int
 
 	types   typeSet
 	clients []netip.Prefix

@@ -65,14 +65,19 @@ func (d Decision) Blocked() bool { return d.Action.Blocking() && d.Mode == ModeE
 // WouldBlock reports whether a monitor-mode rule would have blocked the query.
 func (d Decision) WouldBlock() bool { return d.Action.Blocking() && d.Mode == ModeMonitor }
 
-// Effective is the action actually answered: a monitor-mode block is
-// answered as allow.
+// Effective is the action actually applied: a rule in monitor mode is
+// not, so a monitor-mode block is answered as allow, and a monitor-mode
+// forward goes to the default upstreams as any allowed query does.
 func (d Decision) Effective() Action {
-	if d.Mode == ModeMonitor && d.Action.Blocking() {
+	if d.Mode == ModeMonitor && (d.Action.Blocking() || d.Action == ActionForward) {
 		return ActionAllow
 	}
 	return d.Action
 }
+
+// Forwarded reports whether the query goes to the deciding rule's own
+// servers: an enforced forward rule.
+func (d Decision) Forwarded() bool { return d.Action == ActionForward && d.Mode == ModeEnforce }
 
 // Decide answers for a query of type qtype for name from client. Names are
 // compared case-insensitively, with or without the trailing dot, in the

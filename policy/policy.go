@@ -222,6 +222,12 @@ func (c *compiler) compile(raws []rawRule) {
 		p.rules[i] = r.Rule
 	}
 	c.compileLookalikes(groups)
+	for i := range p.rules {
+		p.rules[i].Index = i
+	}
+	for i := range p.lookRules {
+		p.lookRules[i].Index = len(p.rules) + i
+	}
 }
 
 // compileLookalikes indexes lookalikes.protect and makes the rule that
@@ -470,9 +476,13 @@ func (c *compiler) warn() {
 			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
 				Msg: fmt.Sprintf("rule %q expires on %s, in %d days: renew it or let it lapse", r.Name, r.Expires.Format(time.DateOnly), int(left.Hours()/24))})
 		}
-		if r.Mode == ModeMonitor && !r.Action.Blocking() {
+		switch {
+		case r.Mode == ModeMonitor && r.Action == ActionForward:
 			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
-				Msg: fmt.Sprintf("rule %q: mode monitor has no effect on action %s", r.Name, r.Action)})
+				Msg: fmt.Sprintf("rule %q: in mode monitor a forward rule is not applied: its queries go to the default upstreams, not to its servers", r.Name)})
+		case r.Mode == ModeMonitor && !r.Action.Blocking():
+			p.warnings = append(p.warnings, Warning{Pos: r.Pos,
+				Msg: fmt.Sprintf("rule %q: mode monitor makes no difference to action %s", r.Name, r.Action)})
 		}
 	}
 	if len(p.rules) == 0 {

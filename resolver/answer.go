@@ -23,42 +23,35 @@ const (
 	soaMbox = "hostmaster.typoguard.invalid."
 )
 
-// Synthesize builds the answer that the policy decision d (a blocking
-// action) gives to req, as the README's action table says: an SOA for d.Domain in
+// synthesize builds the answer that the synthesizing plan pl gives to req,
+// which d decided, as the README's action table says: an SOA for owner in
 // the authority section of every negative answer (RFC 2308 §3), the
 // configured TTL, and an Extended DNS Error naming the rule when the client
 // sent EDNS (RFC 8914). The server and `typoguard explain` both use it, so
-// explain shows exactly what would be sent.
-func Synthesize(req *dns.Msg, d policy.Decision, a policy.AnswerSettings) *dns.Msg {
+// explain shows exactly what would be sent; the fast path writes the same
+// reply straight to the wire (fastBlocked).
+func synthesize(req *dns.Msg, pl *Plan, d policy.Decision, owner string, a policy.AnswerSettings) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = false
 	m.RecursionAvailable = true
+	m.Rcode = pl.Rcode
 	q := req.Question[0]
 	ttl := ttlSeconds(a.TTL)
-	owner := strings.ToLower(dns.Fqdn(d.Domain))
-	switch d.Action {
-	case policy.ActionNXDomain:
-		m.Rcode = dns.RcodeNameError
-	case policy.ActionRefuse:
-		m.Rcode = dns.RcodeRefused
-	case policy.ActionNullMX:
+	switch pl.Answer {
+	case AnswerNullMX:
 		if q.Qtype == dns.TypeMX {
 			// RFC 7505 §3: a single MX with preference 0 and exchange ".".
 			m.Answer = []dns.RR{&dns.MX{Hdr: hdr(q.Name, dns.TypeMX, ttl), Preference: 0, Mx: "."}}
 		}
-	case policy.ActionSinkhole:
+	case AnswerSinkhole:
 		m.Answer, m.Extra = sinkholeRecords(q.Name, q.Qtype, ttl, a)
 	}
 	if m.Rcode != dns.RcodeRefused && len(m.Answer) == 0 {
-		m.Ns = []dns.RR{negativeSOA(owner, ttl)}
+		m.Ns = []dns.RR{negativeSOA(strings.ToLower(dns.Fqdn(owner)), ttl)}
 	}
 	if opt := req.IsEdns0(); opt != nil {
-		code := dns.ExtendedErrorCodeBlocked
-		if d.Action == policy.ActionRefuse {
-			code = dns.ExtendedErrorCodeProhibited
-		}
-		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: code, ExtraText: ruleText(d)}))
+		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: pl.EDE, ExtraText: ruleText(d)}))
 	}
 	return m
 }
@@ -105,9 +98,9 @@ func sinkholeRecords(name string, qtype uint16, ttl uint32, a policy.AnswerSetti
 // sinkholeHostAnswer answers A and AAAA queries for the sinkhole exchange
 // itself, so that a mail server following the sinkhole MX reaches the
 // sinkhole address whatever the upstreams know of that name.
-func sinkholeHostAnswer(req *dns.Msg, a policy.AnswerSettings) (*dns.Msg, bool) {
+func sinkholeHostAnswer(req *dns.Msg, ps *plans, a policy.AnswerSettings) (*dns.Msg, bool) {
 	q := req.Question[0]
-	if a.SinkholeMX == "" || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) || !strings.EqualFold(dns.Fqdn(q.Name), a.SinkholeMX) {
+	if ps.sinkholeHost == "" || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) || !strings.EqualFold(dns.Fqdn(q.Name), ps.sinkholeHost) {
 		return nil, false
 	}
 	if (q.Qtype == dns.TypeA && !a.SinkholeIPv4.IsValid()) || (q.Qtype == dns.TypeAAAA && !a.SinkholeIPv6.IsValid()) {
@@ -177,6 +170,7 @@ func errorReply(req *dns.Msg, rcode int, ede uint16, text string) *dns.Msg {
 type Explanation struct {
 	Name     string // the query name, fully qualified
 	Decision policy.Decision
+	Plan     Plan // what the server does with the query
 	// Answered is true when typoguard answers from policy (a block or the
 	// sinkhole host); Reply then holds the exact reply in dig's format, as
 	// sent over TCP to a client that asked with EDNS.
@@ -186,8 +180,9 @@ type Explanation struct {
 }
 
 // Explain decides a query of qtype for name from client under p, and builds
-// the reply with the same code the server answers with.
-func Explain(p *policy.Policy, client netip.Addr, name string, qtype uint16) (Explanation, error) {
+// the reply with the same code the server answers with; upstreams are
+// where queries no rule sends elsewhere go (nil: the system's, unread).
+func Explain(p *policy.Policy, upstreams []string, client netip.Addr, name string, qtype uint16) (Explanation, error) {
 	if _, ok := dns.IsDomainName(name); !ok {
 		return Explanation{}, fmt.Errorf("%q is not a domain name", name)
 	}
@@ -195,8 +190,9 @@ func Explain(p *policy.Policy, client netip.Addr, name string, qtype uint16) (Ex
 	req.SetQuestion(dns.Fqdn(name), qtype)
 	req.Id = 0
 	req.SetEdns0(ednsSize, false)
-	res, answered := PolicyAnswer(p, client, req)
-	e := Explanation{Name: req.Question[0].Name, Decision: res.Decision, Answered: answered, Reason: res.Reason}
+	ps := compilePlans(p, upstreams)
+	res, answered := policyAnswer(p, &ps, client, req)
+	e := Explanation{Name: req.Question[0].Name, Decision: res.Decision, Plan: *ps.of(res.Decision), Answered: answered, Reason: res.Reason}
 	if answered {
 		e.Reply = finish(req, res.Msg, false).String()
 	}

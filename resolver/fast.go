@@ -116,18 +116,15 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 		return nil, false
 	}
 	name := nameString(q.name)
-	if d := p.Decide(client, name, q.qtype); d.Rule != nil {
-		if d.Blocked() {
-			return s.fastBlocked(p, client, pkt, buf, q, d)
-		}
-		if d.Action != policy.ActionAllow || d.Mode != policy.ModeEnforce {
-			return nil, false
-		}
+	d := p.Decide(client, name, q.qtype)
+	pl := snap.plans.of(d)
+	if pl.Kind == PlanSynthesize {
+		return s.fastBlocked(p, pl, client, pkt, buf, q, d)
 	}
-	if snap.cache == nil {
-		return nil, false
+	if pl.Verdict != "" || pl.Route != "" || snap.cache == nil {
+		return nil, false // audited, or cached apart: the full path
 	}
-	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == p.Answers.SinkholeMX {
+	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == snap.plans.sinkholeHost {
 		return nil, false
 	}
 	cd := pkt[3]&0x10 != 0
@@ -189,26 +186,17 @@ var soaNames = func() []byte {
 	return b[:m]
 }()
 
-// fastBlocked answers, straight into buf, a query that d blocks with
-// nxdomain, nodata, null-mx or refuse: the same reply Synthesize makes,
-// built without a dns.Msg. It reports false for a sinkhole, or a reply
-// that does not fit, which the full path answers.
-func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byte, q *wireQuery, d policy.Decision) ([]byte, bool) {
-	var rcode byte
-	var answer, soa bool
-	switch d.Action {
-	case policy.ActionNXDomain:
-		rcode, soa = dns.RcodeNameError, true
-	case policy.ActionNoData:
-		soa = true
-	case policy.ActionNullMX:
-		answer = q.qtype == dns.TypeMX
-		soa = !answer
-	case policy.ActionRefuse:
-		rcode = dns.RcodeRefused
-	default:
+// fastBlocked answers, straight into buf, a query that d blocks under the
+// synthesizing plan pl: the same reply synthesize makes, built without a
+// dns.Msg. It reports false for a sinkhole, or a reply that does not fit,
+// which the full path answers.
+func (s *Server) fastBlocked(p *policy.Policy, pl *Plan, client netip.Addr, pkt, buf []byte, q *wireQuery, d policy.Decision) ([]byte, bool) {
+	if pl.Answer == AnswerSinkhole {
 		return nil, false
 	}
+	rcode := byte(pl.Rcode)
+	answer := pl.Answer == AnswerNullMX && q.qtype == dns.TypeMX
+	soa := !answer && pl.Rcode != dns.RcodeRefused
 	ttl := ttlSeconds(p.Answers.TTL)
 	out := append(buf[:0], pkt[0], pkt[1], 0x80|pkt[2]&0x01, 0x80|pkt[3]&0x10|rcode, 0, 1, 0, 0, 0, 0, 0, 0)
 	out = append(out, pkt[12:q.qEnd]...)
@@ -232,10 +220,7 @@ func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byt
 		}
 	}
 	if q.edns {
-		code := dns.ExtendedErrorCodeBlocked
-		if d.Action == policy.ActionRefuse {
-			code = dns.ExtendedErrorCodeProhibited
-		}
+		code := pl.EDE
 		out[11] = 1
 		out = appendOPT(out, q.do)
 		opt := len(out)
@@ -250,7 +235,7 @@ func (s *Server) fastBlocked(p *policy.Policy, client netip.Addr, pkt, buf []byt
 	if len(out) > q.size || len(out) > cap(buf) {
 		return nil, false
 	}
-	s.audit(client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
+	s.audit(pl, client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
 	s.obs.Query(q.qtype, int(rcode), ReasonBlocked)
 	return out, true
 }

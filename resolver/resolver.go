@@ -101,14 +101,12 @@ type Server struct {
 
 // snapshot is everything one query reads, swapped whole on reload.
 type snapshot struct {
-	policy   *policy.Policy
-	cache    *cache.Cache // nil: caching off
-	upstream upstream.Exchanger
-	// upstreams are the addresses behind upstream: the policy's, or the
-	// system's when it names none.
-	upstreams []string
-	forward   map[*policy.Rule]upstream.Exchanger // per forward rule
-	// exchangers holds every exchanger above by its servers and timeout,
+	policy *policy.Policy
+	cache  *cache.Cache // nil: caching off
+	// plans says what each rule does with a query, with the exchanger of
+	// every forwarding plan attached.
+	plans plans
+	// exchangers holds every plan's exchanger by its servers and timeout,
 	// so that a reload keeps those (and their failover memory) whose
 	// settings did not change.
 	exchangers map[string]upstream.Exchanger
@@ -155,8 +153,7 @@ func (s *Server) Reload(p *policy.Policy) error {
 	old := s.state.Load()
 	snap := &snapshot{
 		policy:     p,
-		upstreams:  addrs,
-		forward:    map[*policy.Rule]upstream.Exchanger{},
+		plans:      compilePlans(p, addrs),
 		exchangers: map[string]upstream.Exchanger{},
 	}
 	exchanger := func(addrs []string) upstream.Exchanger {
@@ -174,11 +171,10 @@ func (s *Server) Reload(p *policy.Policy) error {
 		snap.exchangers[key] = ex
 		return ex
 	}
-	snap.upstream = exchanger(addrs)
-	rules := p.Rules()
-	for i := range rules {
-		if r := &rules[i]; r.Action == policy.ActionForward {
-			snap.forward[r] = exchanger(r.Servers)
+	snap.plans.none.exchanger = exchanger(addrs)
+	for i := range snap.plans.byRule {
+		if pl := &snap.plans.byRule[i]; pl.Kind == PlanForward {
+			pl.exchanger = exchanger(pl.Upstreams)
 		}
 	}
 	if old != nil && old.policy.Cache == p.Cache {
@@ -199,7 +195,7 @@ func (s *Server) Reload(p *policy.Policy) error {
 
 // Upstreams returns the addresses queries are forwarded to under the policy
 // in force: the policy's upstreams, or the system's when it names none.
-func (s *Server) Upstreams() []string { return s.state.Load().upstreams }
+func (s *Server) Upstreams() []string { return s.state.Load().plans.none.Upstreams }
 
 // Policy returns the policy now in force.
 func (s *Server) Policy() *policy.Policy { return s.state.Load().policy }
@@ -307,71 +303,64 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 		return Result{Msg: errorReply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "client not allowed by typoguard acl"), Reason: ReasonRefused}, true
 	}
 	q := req.Question[0]
-	res, answered := PolicyAnswer(p, client, req)
+	res, answered := policyAnswer(p, &snap.plans, client, req)
 	d := res.Decision
+	pl := snap.plans.of(d)
 	if answered {
-		if res.Reason == ReasonBlocked {
-			s.audit(client, q, d, "", false)
-		}
+		s.audit(pl, client, q, d, "", false)
 		return res, true
 	}
 	if snap.cache == nil {
 		return Result{Decision: d}, false
 	}
-	key, _ := route(snap, req, d)
+	key, _ := route(pl, req)
 	reply, ok := snap.cache.Get(key)
 	if !ok {
 		return Result{Decision: d}, false
 	}
-	if d.WouldBlock() {
-		s.audit(client, q, d, "", false)
-	}
-	return s.inspected(p, client, req, d, reply, ReasonCached), true
+	s.audit(pl, client, q, d, "", false)
+	return s.inspected(snap, client, req, d, reply, ReasonCached), true
 }
 
 // resolveUpstream answers a query that resolveLocal could not, from the
 // upstreams; d is the policy's decision on it.
 func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision) Result {
-	p := snap.policy
-	q := req.Question[0]
-	if d.WouldBlock() {
-		s.audit(client, q, d, "", false)
-	}
-	reply := s.exchange(ctx, snap, req, d)
+	pl := snap.plans.of(d)
+	s.audit(pl, client, req.Question[0], d, "", false)
+	reply := s.exchange(ctx, snap, pl, req)
 	if reply.Rcode == dns.RcodeServerFailure {
 		return Result{Msg: reply, Reason: ReasonFailed, Decision: d}
 	}
-	return s.inspected(p, client, req, d, reply, ReasonResolved)
+	return s.inspected(snap, client, req, d, reply, ReasonResolved)
 }
 
 // inspected is the result for an upstream reply (from the cache or not):
 // the reply itself, or the blocking answer of a name it leads into.
-func (s *Server) inspected(p *policy.Policy, client netip.Addr, req *dns.Msg, d policy.Decision, reply *dns.Msg, reason Reason) Result {
+func (s *Server) inspected(snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision, reply *dns.Msg, reason Reason) Result {
 	q := req.Question[0]
-	if bd, via, found := inspect(p, client, q, reply); found {
-		s.audit(client, q, bd, via, reason == ReasonCached)
-		if bd.Blocked() {
-			// The answer replaces the query name's own: its SOA is the
-			// query name's, while the decision keeps the name it matched.
-			answer := bd
-			answer.Domain = q.Name
-			return Result{Msg: Synthesize(req, answer, p.Answers), Reason: ReasonBlocked, Decision: bd, Inspected: via}
+	if bd, via, found := inspect(snap.policy, client, q, reply); found {
+		pl := snap.plans.of(bd)
+		s.audit(pl, client, q, bd, via, reason == ReasonCached)
+		if pl.Kind == PlanSynthesize {
+			// The answer replaces the query name's own, so its SOA is the
+			// query name's; the decision keeps the name it matched.
+			return Result{Msg: synthesize(req, pl, bd, q.Name, snap.policy.Answers), Reason: ReasonBlocked, Decision: bd, Inspected: via}
 		}
 	}
 	return Result{Msg: reply, Reason: reason, Decision: d}
 }
 
-// PolicyAnswer is the answer the policy alone gives to req from client: a
+// policyAnswer is the answer the policy alone gives to req from client: a
 // synthesized answer for a blocked name, or the sinkhole exchange's
 // addresses. It reports false when the query goes on to the cache and the
 // upstreams. The decision is in the result either way.
-func PolicyAnswer(p *policy.Policy, client netip.Addr, req *dns.Msg) (Result, bool) {
+func policyAnswer(p *policy.Policy, ps *plans, client netip.Addr, req *dns.Msg) (Result, bool) {
 	q := req.Question[0]
 	d := p.Decide(client, q.Name, q.Qtype)
-	if d.Blocked() {
-		return Result{Msg: Synthesize(req, d, p.Answers), Reason: ReasonBlocked, Decision: d}, true
+	if pl := ps.of(d); pl.Kind == PlanSynthesize {
+		return Result{Msg: synthesize(req, pl, d, d.Domain, p.Answers), Reason: ReasonBlocked, Decision: d}, true
 	}
-	if m, ok := sinkholeHostAnswer(req, p.Answers); ok {
+	if m, ok := sinkholeHostAnswer(req, ps, p.Answers); ok {
 		return Result{Msg: m, Reason: ReasonLocal, Decision: d}, true
 	}
 	return Result{Decision: d}, false
@@ -411,22 +400,19 @@ func allowed(acl []netip.Prefix, client netip.Addr) bool {
 	return false
 }
 
-// route returns the cache key of req and the exchanger its misses go to:
-// the rule's own servers for an enforced forward rule, else the upstreams.
-func route(snap *snapshot, req *dns.Msg, d policy.Decision) (cache.Key, upstream.Exchanger) {
+// route returns the cache key of req under the forwarding plan pl, and the
+// exchanger its misses go to.
+func route(pl *Plan, req *dns.Msg) (cache.Key, upstream.Exchanger) {
 	key := cache.KeyOf(req)
-	if d.Action == policy.ActionForward && d.Mode == policy.ModeEnforce {
-		key.Route = d.Rule.Name
-		return key, snap.forward[d.Rule]
-	}
-	return key, snap.upstream
+	key.Route = pl.Route
+	return key, pl.exchanger
 }
 
 // exchange answers an allowed query from the upstreams and caches the
 // reply. Identical misses in flight at once share one exchange. A failure
 // is a SERVFAIL reply.
-func (s *Server) exchange(ctx context.Context, snap *snapshot, req *dns.Msg, d policy.Decision) *dns.Msg {
-	key, up := route(snap, req, d)
+func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dns.Msg) *dns.Msg {
+	key, up := route(pl, req)
 	v, _, shared := s.flight.Do(key.String(), func() (any, error) {
 		// The upstream gives the query its own ID.
 		q := &dns.Msg{
@@ -580,14 +566,18 @@ func (a slogAuditor) Audit(l AuditLine) {
 	a.log.LogAttrs(context.Background(), slog.LevelInfo, l.Verdict, as...)
 }
 
-// audit logs one block or would-block.
-func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+// audit logs the query q from client when its plan pl says so: a block or
+// a would-block, decided by d.
+func (s *Server) audit(pl *Plan, client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+	if pl.Verdict == "" {
+		return
+	}
 	s.obs.Block(d)
 	if !s.auditor.Enabled() {
 		return
 	}
 	l := AuditLine{
-		Verdict: "blocked",
+		Verdict: pl.Verdict,
 		Client:  client,
 		Name:    q.Name,
 		Type:    dns.TypeToString[q.Qtype],
@@ -596,9 +586,6 @@ func (s *Server) audit(client netip.Addr, q dns.Question, d policy.Decision, via
 		Mode:    d.Mode.String(),
 		Cached:  cached,
 		Via:     via,
-	}
-	if d.WouldBlock() {
-		l.Verdict = "would block"
 	}
 	if lk := d.Lookalike; lk.Kind != policy.KindNone {
 		l.LooksLike, l.Kind = lk.Of, lk.String()

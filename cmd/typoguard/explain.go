@@ -45,7 +45,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		printLoadError(stderr, err)
 		return 1
 	}
-	e, err := resolver.Explain(p, client.Unmap(), pos[0], qtype)
+	e, err := resolver.Explain(p, p.Upstreams, client.Unmap(), pos[0], qtype)
 	if err != nil {
 		fmt.Fprintf(stderr, "typoguard explain: %v\n", err)
 		return 2
@@ -71,19 +71,22 @@ func printExplanation(w io.Writer, p *policy.Policy, client netip.Addr, qtype ui
 	} else {
 		fmt.Fprintln(w, "rule:     none applies")
 	}
+	pl := e.Plan
 	upstreams := "the nameservers of /etc/resolv.conf"
-	if len(p.Upstreams) > 0 {
-		upstreams = strings.Join(p.Upstreams, ", ")
+	if len(pl.Upstreams) > 0 {
+		upstreams = strings.Join(pl.Upstreams, ", ")
 	}
 	switch {
 	case e.Answered && e.Reason == resolver.ReasonBlocked:
 		fmt.Fprintf(w, "decision: blocked: answered %s by typoguard, never forwarded\n", d.Action)
 	case e.Answered:
 		fmt.Fprintln(w, "decision: answered by typoguard: the sinkhole exchange's address")
-	case d.WouldBlock():
-		fmt.Fprintf(w, "decision: allowed and forwarded to %s; the rule is in monitor mode, so it is logged as \"would block\" (%s)\n", upstreams, d.Action)
-	case d.Action == policy.ActionForward && d.Mode == policy.ModeEnforce:
-		fmt.Fprintf(w, "decision: forwarded to the rule's servers %s\n", strings.Join(d.Rule.Servers, ", "))
+	case pl.Verdict != "":
+		fmt.Fprintf(w, "decision: allowed and forwarded to %s; the rule is in monitor mode, so it is logged as %q (%s)\n", upstreams, pl.Verdict, d.Action)
+	case pl.Route != "":
+		fmt.Fprintf(w, "decision: forwarded to the rule's servers %s\n", upstreams)
+	case d.Action == policy.ActionForward:
+		fmt.Fprintf(w, "decision: allowed and forwarded to %s; the forward rule is in monitor mode, so it is not applied\n", upstreams)
 	default:
 		fmt.Fprintf(w, "decision: allowed and forwarded to %s\n", upstreams)
 	}
