@@ -24,13 +24,12 @@ const (
 )
 
 // synthesize builds the answer that the synthesizing plan pl gives to req,
-// which d decided, as the README's action table says: an SOA for owner in
-// the authority section of every negative answer (RFC 2308 §3), the
-// configured TTL, and an Extended DNS Error naming the rule when the client
-// sent EDNS (RFC 8914). The server and `typoguard explain` both use it, so
-// explain shows exactly what would be sent; the fast path writes the same
-// reply straight to the wire (fastBlocked).
-func synthesize(req *dns.Msg, pl *Plan, d policy.Decision, owner string, a policy.AnswerSettings) *dns.Msg {
+// as the README's action table says: an SOA for owner in the authority
+// section of every negative answer (RFC 2308 §3) and the configured TTL;
+// its Extended DNS Error is blockEDE's. The server and `typoguard explain`
+// both use it, so explain shows exactly what would be sent; the fast path
+// writes the same reply straight to the wire (fastBlocked).
+func synthesize(req *dns.Msg, pl *Plan, owner string, a policy.AnswerSettings) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = false
@@ -50,10 +49,13 @@ func synthesize(req *dns.Msg, pl *Plan, d policy.Decision, owner string, a polic
 	if m.Rcode != dns.RcodeRefused && len(m.Answer) == 0 {
 		m.Ns = []dns.RR{negativeSOA(strings.ToLower(dns.Fqdn(owner)), ttl)}
 	}
-	if opt := req.IsEdns0(); opt != nil {
-		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: pl.EDE, ExtraText: ruleText(d)}))
-	}
 	return m
+}
+
+// blockEDE is the Extended DNS Error of a reply synthesized under pl for a
+// query d decided: the plan's code and the rule's text (RFC 8914).
+func blockEDE(pl *Plan, d policy.Decision) *dns.EDNS0_EDE {
+	return &dns.EDNS0_EDE{InfoCode: pl.EDE, ExtraText: ruleText(d)}
 }
 
 // ruleText names the deciding rule for the EDE text: `typoguard rule
@@ -110,9 +112,6 @@ func sinkholeHostAnswer(req *dns.Msg, ps *plans, a policy.AnswerSettings) (*dns.
 	m.SetReply(req)
 	m.RecursionAvailable = true
 	m.Answer, _ = sinkholeRecords(q.Name, q.Qtype, ttlSeconds(a.TTL), a)
-	if opt := req.IsEdns0(); opt != nil {
-		m.Extra = append(m.Extra, replyOPT(opt.Do()))
-	}
 	return m, true
 }
 
@@ -143,26 +142,22 @@ func ttlSeconds(d time.Duration) uint32 {
 	return uint32(s)
 }
 
-// replyOPT is the OPT record of a reply: typoguard's UDP size, the client's
-// DO bit, and the given options.
-func replyOPT(do bool, opts ...dns.EDNS0) *dns.OPT {
+// replyOPT is the OPT record of a reply, without options: typoguard's UDP
+// size and the client's DO bit. finish adds it, and nothing else does.
+func replyOPT(do bool) *dns.OPT {
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(ednsSize)
 	o.SetDo(do)
-	o.Option = opts
 	return o
 }
 
-// errorReply is a reply with rcode and, when the client sent EDNS, an
-// Extended DNS Error.
-func errorReply(req *dns.Msg, rcode int, ede uint16, text string) *dns.Msg {
+// errorResult is a reply with rcode, for reason, and the Extended DNS
+// Error code with text.
+func errorResult(req *dns.Msg, rcode int, code uint16, text string, reason Reason) Result {
 	m := new(dns.Msg)
 	m.SetRcode(req, rcode)
 	m.RecursionAvailable = true
-	if opt := req.IsEdns0(); opt != nil {
-		m.Extra = append(m.Extra, replyOPT(opt.Do(), &dns.EDNS0_EDE{InfoCode: ede, ExtraText: text}))
-	}
-	return m
+	return Result{Msg: m, EDE: &dns.EDNS0_EDE{InfoCode: code, ExtraText: text}, Reason: reason}
 }
 
 // Explanation is what the policy alone does with one query, for
@@ -194,7 +189,7 @@ func Explain(p *policy.Policy, upstreams []string, client netip.Addr, name strin
 	res, answered := policyAnswer(p, &ps, client, req)
 	e := Explanation{Name: req.Question[0].Name, Decision: res.Decision, Plan: *ps.of(res.Decision), Answered: answered, Reason: res.Reason}
 	if answered {
-		e.Reply = finish(req, res.Msg, false).String()
+		e.Reply = finish(req, res.Msg, res.EDE, false).String()
 	}
 	return e, nil
 }

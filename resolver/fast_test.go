@@ -33,7 +33,7 @@ var fastZone = []string{
 func fullPath(t *testing.T, s *Server, req *dns.Msg) *dns.Msg {
 	t.Helper()
 	res := s.Resolve(t.Context(), localhost, req)
-	b, err := finish(req, res.Msg, true).Pack()
+	b, err := finish(req, res.Msg, res.EDE, true).Pack()
 	if err != nil {
 		t.Fatal(err)
 	}

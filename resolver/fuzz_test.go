@@ -42,7 +42,7 @@ func FuzzResolve(f *testing.F) {
 			t.Fatal("no reply")
 		}
 		for _, udp := range []bool{true, false} {
-			reply := finish(req, res.Msg.Copy(), udp)
+			reply := finish(req, res.Msg.Copy(), res.EDE, udp)
 			if _, err := reply.Pack(); err != nil {
 				t.Fatalf("reply does not pack: %v\n%s", err, reply)
 			}
@@ -101,7 +101,8 @@ func FuzzUDPPath(f *testing.F) {
 		if got.Id != req.Id || len(got.Question) != 1 || got.Question[0] != req.Question[0] {
 			t.Fatalf("reply %v to query %v", got, req)
 		}
-		want := finish(req, s.Resolve(context.Background(), localhost, req).Msg, true)
+		res := s.Resolve(context.Background(), localhost, req)
+		want := finish(req, res.Msg, res.EDE, true)
 		if got.Rcode != want.Rcode || len(got.Answer) != len(want.Answer) || len(got.Ns) != len(want.Ns) {
 			t.Fatalf("fast path:\n%s\nfull path:\n%s", got, want)
 		}

@@ -47,7 +47,10 @@ func (r Reason) String() string { return reasonNames[r] }
 // Result is a reply and why it is so. Only the server's outermost handler
 // writes it to the client.
 type Result struct {
-	Msg      *dns.Msg
+	Msg *dns.Msg
+	// EDE is the Extended DNS Error (RFC 8914) the reply carries when the
+	// client sent EDNS; nil: none. finish puts it in the reply's OPT.
+	EDE      *dns.EDNS0_EDE
 	Reason   Reason
 	Decision policy.Decision // the deciding rule, also for would-blocks
 	// Inspected names the record that led into a blocked name, when the
@@ -242,7 +245,7 @@ func (s *Server) safely(client netip.Addr, req *dns.Msg, res *Result, resolve fu
 			s.obs.Panic()
 			s.log.Error("panic while answering a query; answered SERVFAIL",
 				"client", client.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			*res = Result{Msg: errorReply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "internal error"), Reason: ReasonFailed}
+			*res = errorResult(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "internal error", ReasonFailed)
 		}
 	}()
 	resolve()
@@ -251,7 +254,7 @@ func (s *Server) safely(client netip.Addr, req *dns.Msg, res *Result, resolve fu
 // reply shapes the result of req for the client and the transport, and
 // observes it; start is when the query arrived.
 func (s *Server) reply(client netip.Addr, req *dns.Msg, res Result, udp bool, start time.Time) *dns.Msg {
-	reply := finish(req, res.Msg, udp)
+	reply := finish(req, res.Msg, res.EDE, udp)
 	var qtype uint16
 	if len(req.Question) == 1 {
 		qtype = req.Question[0].Qtype
@@ -300,7 +303,7 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 		return res, true
 	}
 	if !allowed(p.ACLAllow, client) {
-		return Result{Msg: errorReply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "client not allowed by typoguard acl"), Reason: ReasonRefused}, true
+		return errorResult(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "client not allowed by typoguard acl", ReasonRefused), true
 	}
 	q := req.Question[0]
 	res, answered := policyAnswer(p, &snap.plans, client, req)
@@ -344,7 +347,7 @@ func (s *Server) inspected(snap *snapshot, client netip.Addr, req *dns.Msg, d po
 		if pl.Kind == PlanSynthesize {
 			// The answer replaces the query name's own, so its SOA is the
 			// query name's; the decision keeps the name it matched.
-			return Result{Msg: synthesize(req, pl, bd, q.Name, snap.policy.Answers), Reason: ReasonBlocked, Decision: bd, Inspected: via}
+			return Result{Msg: synthesize(req, pl, q.Name, snap.policy.Answers), EDE: blockEDE(pl, bd), Reason: ReasonBlocked, Decision: bd, Inspected: via}
 		}
 	}
 	return Result{Msg: reply, Reason: reason, Decision: d}
@@ -358,7 +361,7 @@ func policyAnswer(p *policy.Policy, ps *plans, client netip.Addr, req *dns.Msg) 
 	q := req.Question[0]
 	d := p.Decide(client, q.Name, q.Qtype)
 	if pl := ps.of(d); pl.Kind == PlanSynthesize {
-		return Result{Msg: synthesize(req, pl, d, d.Domain, p.Answers), Reason: ReasonBlocked, Decision: d}, true
+		return Result{Msg: synthesize(req, pl, d.Domain, p.Answers), EDE: blockEDE(pl, d), Reason: ReasonBlocked, Decision: d}, true
 	}
 	if m, ok := sinkholeHostAnswer(req, ps, p.Answers); ok {
 		return Result{Msg: m, Reason: ReasonLocal, Decision: d}, true
@@ -383,8 +386,7 @@ func checkQuery(req *dns.Msg) (Result, bool) {
 	if opt := req.IsEdns0(); opt != nil && opt.Version() != 0 {
 		// RFC 6891 §6.1.3: an unsupported EDNS version gets BADVERS.
 		m := new(dns.Msg)
-		m.SetRcode(req, dns.RcodeBadVers)
-		m.SetEdns0(ednsSize, opt.Do())
+		m.SetRcode(req, dns.RcodeBadVers) // finish adds the OPT it needs
 		return Result{Msg: m, Reason: ReasonMalformed}, false
 	}
 	return Result{}, true
@@ -432,12 +434,11 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dn
 		return reply, nil
 	})
 	// A shared reply is never mutated: each caller shapes its own copy.
-	// The cache stored a copy of its own. Either way the upstream's OPT goes.
+	// The cache stored a copy of its own.
 	m := v.(*dns.Msg)
 	if shared {
 		m = m.Copy()
 	}
-	m.Extra = cache.WithoutOPT(m.Extra)
 	return m
 }
 
@@ -482,9 +483,11 @@ func inspect(p *policy.Policy, client netip.Addr, q dns.Question, reply *dns.Msg
 }
 
 // finish shapes a reply for the client: its ID and question spelling, RA
-// set, AA clear, RD and CD echoed, OPT per the client's EDNS, and for UDP
-// cut to the client's buffer (512 without EDNS) with TC set.
-func finish(req, m *dns.Msg, udp bool) *dns.Msg {
+// set, AA clear, RD and CD echoed, and for UDP cut to the client's buffer
+// (512 without EDNS) with TC set. It is the one place a reply gets its
+// OPT: whatever OPT m has (an upstream's) goes, and a client that sent
+// EDNS gets typoguard's, with ede when there is one.
+func finish(req, m *dns.Msg, ede *dns.EDNS0_EDE, udp bool) *dns.Msg {
 	m.Id = req.Id
 	m.Response = true
 	m.Opcode = req.Opcode
@@ -495,12 +498,14 @@ func finish(req, m *dns.Msg, udp bool) *dns.Msg {
 	m.CheckingDisabled = req.CheckingDisabled
 	m.RecursionAvailable = true
 	m.Authoritative = false
+	m.Extra = cache.WithoutOPT(m.Extra)
 	clientOPT := req.IsEdns0()
-	switch own := m.IsEdns0(); {
-	case clientOPT != nil && own == nil:
-		m.Extra = append(m.Extra, replyOPT(clientOPT.Do()))
-	case clientOPT == nil && own != nil:
-		m.Extra = cache.WithoutOPT(m.Extra)
+	if clientOPT != nil {
+		opt := replyOPT(clientOPT.Do())
+		if ede != nil {
+			opt.Option = []dns.EDNS0{ede}
+		}
+		m.Extra = append(m.Extra, opt)
 	}
 	if !udp {
 		m.Compress = true

@@ -179,8 +179,8 @@ func TestBlockedAnswerNeverNeedsUpstream(t *testing.T) {
 	if !ok || soa.Hdr.Name != "ml." || soa.Hdr.Ttl != 60 || soa.Minttl != 60 {
 		t.Errorf("authority %v, want SOA of ml. with TTL and MINIMUM 60", res.Msg.Ns)
 	}
-	ede := res.Msg.IsEdns0().Option[0].(*dns.EDNS0_EDE)
-	if ede.InfoCode != dns.ExtendedErrorCodeBlocked || !strings.Contains(ede.ExtraText, `"ml"`) {
+	ede := res.EDE
+	if ede == nil || ede.InfoCode != dns.ExtendedErrorCodeBlocked || !strings.Contains(ede.ExtraText, `"ml"`) {
 		t.Errorf("EDE %+v", ede)
 	}
 	res = s.Resolve(context.Background(), localhost, query("www.example.com.", dns.TypeA, true))
@@ -254,7 +254,7 @@ func TestFinishShapesReply(t *testing.T) {
 		m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr("army.ml.", dns.TypeTXT, 60), Txt: []string{strings.Repeat("x", 50)}})
 	}
 	m.SetEdns0(4096, true) // an upstream OPT must not reach the client
-	got := finish(req, m, true)
+	got := finish(req, m, nil, true)
 	if got.Id != 4242 || got.Question[0].Name != "ArMy.Ml." || got.Authoritative || !got.RecursionAvailable || !got.CheckingDisabled || !got.RecursionDesired {
 		t.Errorf("header/question not shaped: %+v", got.MsgHdr)
 	}
@@ -267,7 +267,7 @@ func TestFinishShapesReply(t *testing.T) {
 
 	req = query("army.ml.", dns.TypeMX, true)
 	req.IsEdns0().SetDo(true)
-	got = finish(req, &dns.Msg{Answer: []dns.RR{}}, false)
+	got = finish(req, &dns.Msg{Answer: []dns.RR{}}, nil, false)
 	if opt := got.IsEdns0(); opt == nil || opt.UDPSize() != ednsSize || !opt.Do() {
 		t.Errorf("EDNS client: OPT %v, want udp %d with DO", opt, ednsSize)
 	}
