@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver"
 )
 
 // recorder is a log destination that keeps what it is given, one entry per
@@ -278,6 +280,21 @@ func BenchmarkAuditLine(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			audit(log)
+		}
+		b.StopTimer()
+		l.Close()
+		b.ReportMetric(float64(l.Dropped())/float64(b.N), "dropped/op")
+	})
+	// auditor is the path a blocked query's line takes in typoguard: the
+	// resolver's Auditor, formatting the line itself into the logWriter.
+	b.Run("auditor", func(b *testing.B) {
+		l := newLogSwitch(open(b), policy.LogSettings{Format: "json", Level: "info"})
+		a := auditLog{l}
+		line := resolver.AuditLine{Verdict: "blocked", Client: netip.MustParseAddr("192.0.2.7"), Name: "army.ml.", Type: "MX",
+			Rule: "mali-is-not-mil", Action: "nxdomain", Mode: "enforce"}
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Audit(line)
 		}
 		b.StopTimer()
 		l.Close()
