@@ -34,6 +34,9 @@ type wireQuery struct {
 	edns    bool
 	do      bool
 	size    int // the client's UDP payload size (512 without EDNS)
+	// lane is the reading loop's own lane of the cache (below cache.Lanes),
+	// so that loops on different cores share no lock or counter.
+	lane int
 }
 
 // parseWireQuery reads a query of one question and at most an OPT record,
@@ -128,7 +131,7 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 		return nil, false
 	}
 	cd := pkt[3]&0x10 != 0
-	hit, ok := snap.cache.Shared(cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: cd})
+	hit, ok := snap.cache.Shared(cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: cd}, q.lane)
 	if !ok || hit.Wire == nil || hit.QEnd != q.qEnd {
 		return nil, false
 	}
@@ -160,7 +163,7 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 		out[10], out[11] = byte(ar>>8), byte(ar)
 	}
 	snap.cache.CountHit(hit)
-	s.obs.Query(q.qtype, int(out[3]&0x0F), ReasonCached)
+	s.obs.Query(q.lane, q.qtype, int(out[3]&0x0F), ReasonCached)
 	return out, true
 }
 
@@ -236,7 +239,7 @@ func (s *Server) fastBlocked(p *policy.Policy, pl *Plan, client netip.Addr, pkt,
 		return nil, false
 	}
 	s.audit(pl, client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
-	s.obs.Query(q.qtype, int(rcode), ReasonBlocked)
+	s.obs.Query(q.lane, q.qtype, int(rcode), ReasonBlocked)
 	return out, true
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,10 +341,12 @@ func BenchmarkFastHitParallel(b *testing.B) {
 		s.Resolve(b.Context(), localhost, query(fmt.Sprintf("host%d.example.com.", i), dns.TypeA, true))
 	}
 	snap := s.state.Load()
+	var lanes atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		buf := make([]byte, 0, maxUDPReply)
-		q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256)}
+		// Each goroutine is a serving loop, with its own lane.
+		q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256), lane: int(lanes.Add(1)-1) % cache.Lanes}
 		i := rand.IntN(64)
 		for pb.Next() {
 			i = (i + 1) % 64

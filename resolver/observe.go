@@ -16,8 +16,11 @@ import (
 // concurrent use. Labels it derives must never hold a query name or a
 // client address.
 type Observer interface {
-	// Query is called once per answered query.
-	Query(qtype uint16, rcode int, reason Reason)
+	// Query is called once per answered query, from the serving loop of
+	// lane (below cache.Lanes; 0 for queries over TCP and other slow
+	// paths): counting by lane keeps loops on different cores from sharing
+	// a counter.
+	Query(lane int, qtype uint16, rcode int, reason Reason)
 	// Block is called once per block and per monitor-mode would-block.
 	Block(d policy.Decision)
 	// Upstream is called once per exchange with one upstream server.
@@ -29,7 +32,7 @@ type Observer interface {
 // nopObserver observes nothing.
 type nopObserver struct{}
 
-func (nopObserver) Query(uint16, int, Reason)             {}
+func (nopObserver) Query(int, uint16, int, Reason)        {}
 func (nopObserver) Block(policy.Decision)                 {}
 func (nopObserver) Upstream(string, time.Duration, error) {}
 func (nopObserver) Panic()                                {}

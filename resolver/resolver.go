@@ -259,7 +259,7 @@ func (s *Server) reply(client netip.Addr, req *dns.Msg, res Result, udp bool, st
 	if len(req.Question) == 1 {
 		qtype = req.Question[0].Qtype
 	}
-	s.obs.Query(qtype, reply.Rcode, res.Reason)
+	s.obs.Query(0, qtype, reply.Rcode, res.Reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.logQuery(client, req, reply, res, s.now().Sub(start))
 	}

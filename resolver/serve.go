@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/resolver/cache"
 	"golang.org/x/sys/unix"
 )
 
@@ -175,11 +177,11 @@ func (s *Server) Serve() error {
 	for _, srv := range servers {
 		go func() { errc <- srv.ActivateAndServe() }()
 	}
-	for _, u := range udp {
+	for i, u := range udp {
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
-			errc <- newUDPLoop(s, u).run()
+			errc <- newUDPLoop(s, u, i%cache.Lanes).run()
 		}()
 	}
 	var first error

@@ -95,7 +95,8 @@ type udpLoop struct {
 	errno      syscall.Errno
 }
 
-func newUDPLoop(s *Server, sock *udpSocket) *udpLoop {
+// newUDPLoop makes the loop of sock, reading the cache on lane.
+func newUDPLoop(s *Server, sock *udpSocket, lane int) *udpLoop {
 	l := &udpLoop{s: s, sock: sock,
 		in: make([]unix.Mmsghdr, udpBatch), out: make([]unix.Mmsghdr, udpBatch),
 		inIov: make([]unix.Iovec, udpBatch), outIov: make([]unix.Iovec, udpBatch),
@@ -104,6 +105,7 @@ func newUDPLoop(s *Server, sock *udpSocket) *udpLoop {
 		inOOB: make([][]byte, udpBatch), outOOB: make([][]byte, udpBatch),
 	}
 	l.q.name = make([]byte, 0, 256)
+	l.q.lane = lane
 	for i := range udpBatch {
 		l.inBuf[i] = make([]byte, maxUDPQuery)
 		l.outBuf[i] = make([]byte, 0, maxUDPReply)

@@ -27,7 +27,7 @@ import (
 // own. No label holds a query name or a client address.
 type metrics struct {
 	reg             *prometheus.Registry
-	queries         *prometheus.CounterVec
+	queries         *queryCounts
 	blocks          *prometheus.CounterVec
 	upstreamTries   *prometheus.CounterVec
 	upstreamErrors  *prometheus.CounterVec
@@ -35,12 +35,10 @@ type metrics struct {
 	reloads         *prometheus.CounterVec
 	panics          prometheus.Counter
 
-	// queryCounters holds the queries counter of each type below 256 and
-	// rcode below 16, made on first use: the query path then needs no
-	// label lookup. blockCounters does the same for each rule, action and
-	// mode; it is emptied when it grows past maxBlockCounters, so that
+	// blockCounters holds the blocks counter of each rule, action and
+	// mode, made on first use, so that the query path needs no label
+	// lookup; it is emptied when it grows past maxBlockCounters, so that
 	// the rules of past reloads do not pile up.
-	queryCounters [256][16]atomic.Pointer[prometheus.Counter]
 	blockCounters atomic.Pointer[blockCache]
 
 	explainerRefused *prometheus.CounterVec
@@ -51,11 +49,8 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "typoguard_queries_total",
-			Help: "Queries answered, by query type and response code.",
-		}, []string{"type", "rcode"}),
+		reg:     prometheus.NewRegistry(),
+		queries: newQueryCounts(),
 		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "typoguard_blocks_total",
 			Help: "Queries blocked (mode enforce) or that would have been (mode monitor), by rule and action.",
@@ -165,19 +160,8 @@ func (e explainerMetrics) Evicted() { e.m.explainerEvicted.Inc() }
 func (e explainerMetrics) Error(reason string) { e.m.explainerErrors.WithLabelValues(reason).Inc() }
 
 // Query implements resolver.Observer.
-func (m *metrics) Query(qtype uint16, rcode int, _ resolver.Reason) {
-	if qtype >= 256 || rcode < 0 || rcode >= 16 {
-		m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode)).Inc()
-		return
-	}
-	slot := &m.queryCounters[qtype][rcode]
-	c := slot.Load()
-	if c == nil {
-		made := m.queries.WithLabelValues(typeLabel(qtype), rcodeLabel(rcode))
-		slot.CompareAndSwap(nil, &made)
-		c = slot.Load()
-	}
-	(*c).Inc()
+func (m *metrics) Query(lane int, qtype uint16, rcode int, _ resolver.Reason) {
+	m.queries.add(lane, qtype, rcode)
 }
 
 // blockKey names one series of the blocks counter.

@@ -5,10 +5,11 @@ package cache
 import (
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/miekg/dns"
 )
 
@@ -91,14 +92,19 @@ type Config struct {
 	Counters *Counters
 }
 
-// Counters count the activity of the caches that share them, striped so
-// that lookups on different cores do not share a cache line. The zero
-// value is ready to use.
+// Lanes is how many readers can look a reply up at once without sharing a
+// lock or a counter: each passes a lane of its own below Lanes (a server
+// gives each of its serving loops one).
+const Lanes = 16
+
+// Counters count the activity of the caches that share them, striped by
+// lane so that lookups on different cores do not share a cache line. The
+// zero value is ready to use.
 type Counters struct {
-	stripes [shardCount]stripe
+	stripes [Lanes]stripe
 }
 
-// stripe is one shard's part of the counters.
+// stripe is one lane's part of the counters.
 type stripe struct {
 	hits      atomic.Uint64
 	misses    atomic.Uint64
@@ -142,12 +148,39 @@ type Cache struct {
 	count  *Counters
 }
 
-// shard is one part of the cache, with its own lock (inside the LRU) and
-// stripe of the counters, so that lookups of different names on different
-// cores do not wait for each other or share a cache line.
+// shard is one part of the cache, with its own lock, so that a Set waits
+// only for the lookups of its own shard.
 type shard struct {
-	entries *lru.Cache[Key, *entry]
-	count   *stripe
+	lock laneLock // guards entries
+	// entries is only read under a lane's read lock: Peek and Len change
+	// nothing.
+	entries *simplelru.LRU[Key, *entry]
+}
+
+// laneLock is a reader-writer lock whose readers lock a lane of their own:
+// a lookup on one core writes nothing another core's lookup reads. A
+// writer locks every lane, which costs Lanes locks per Set: a cache is
+// read far more often than written.
+type laneLock struct {
+	lanes [Lanes]struct {
+		sync.RWMutex
+		_ [40]byte // one lane to a cache line
+	}
+}
+
+func (l *laneLock) rlock(lane int)   { l.lanes[lane].RLock() }
+func (l *laneLock) runlock(lane int) { l.lanes[lane].RUnlock() }
+
+func (l *laneLock) lock() {
+	for i := range l.lanes {
+		l.lanes[i].Lock()
+	}
+}
+
+func (l *laneLock) unlock() {
+	for i := range l.lanes {
+		l.lanes[i].Unlock()
+	}
 }
 
 // shardedFrom is the smallest cache split into shards; a smaller one is
@@ -192,7 +225,7 @@ type Hit struct {
 	QEnd int
 	Age  uint32
 
-	shard *shard
+	lane int
 }
 
 // New returns an empty cache with the limits in cfg, reading the time from
@@ -212,9 +245,8 @@ func New(cfg Config, now func() time.Time) *Cache {
 		}
 		c.shards = make([]shard, n)
 		for i := range c.shards {
-			// lru.New fails only for a size below one.
-			c.shards[i].entries, _ = lru.New[Key, *entry]((cfg.Size + n - 1) / n)
-			c.shards[i].count = &c.count.stripes[i]
+			// NewLRU fails only for a size below one.
+			c.shards[i].entries, _ = simplelru.NewLRU[Key, *entry]((cfg.Size+n-1)/n, nil)
 		}
 	}
 	return c
@@ -238,13 +270,9 @@ func (c *Cache) shardOf(k Key) *shard {
 // The reply's Id and question are the upstream's: set them from the query
 // being answered.
 func (c *Cache) Get(k Key) (*dns.Msg, bool) {
-	hit, ok := c.lookup(k)
+	hit, ok := c.lookup(k, 0)
 	if !ok {
-		if hit.shard != nil {
-			hit.shard.count.misses.Add(1)
-		} else {
-			c.count.stripes[0].misses.Add(1)
-		}
+		c.count.stripes[0].misses.Add(1)
 		return nil, false
 	}
 	m := hit.Msg.Copy()
@@ -255,44 +283,50 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 			}
 		}
 	}
-	hit.shard.count.hits.Add(1)
+	c.count.stripes[0].hits.Add(1)
 	return m, true
 }
 
 // Shared returns the fresh reply stored under k without copying it, for a
-// reader that answers from it as it is, and counts nothing: the reader
-// calls CountHit when it does answer from it.
-func (c *Cache) Shared(k Key) (Hit, bool) { return c.lookup(k) }
+// reader on lane (below Lanes) that answers from it as it is, and counts
+// nothing: the reader calls CountHit when it does answer from it.
+func (c *Cache) Shared(k Key, lane int) (Hit, bool) { return c.lookup(k, lane) }
 
 // CountHit counts a hit served from Shared.
-func (c *Cache) CountHit(h Hit) { h.shard.count.hits.Add(1) }
+func (c *Cache) CountHit(h Hit) { c.count.stripes[h.lane].hits.Add(1) }
 
-// lookup finds the fresh entry under k, dropping an expired one. A miss
-// still names the shard, for its counter.
-func (c *Cache) lookup(k Key) (Hit, bool) {
+// lookup finds the fresh entry under k for a reader on lane, dropping an
+// expired one.
+func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 	if c.shards == nil {
 		return Hit{}, false
 	}
 	k.Name = canonical(k.Name)
 	sh := c.shardOf(k)
+	sh.lock.rlock(lane)
 	e, ok := sh.entries.Peek(k)
+	sh.lock.runlock(lane)
 	if !ok {
-		return Hit{shard: sh}, false
+		return Hit{}, false
 	}
 	now := c.now()
 	if t := now.UnixNano(); t-e.touched.Load() >= int64(touchEvery) {
 		e.touched.Store(t)
+		sh.lock.lock()
 		sh.entries.Get(k)
+		sh.lock.unlock()
 	}
 	age := max(now.Sub(e.stored), 0)
 	if age >= e.ttl {
-		// Another Set may have replaced e since the Get; keep that one.
+		// Another Set may have replaced e since the Peek; keep that one.
+		sh.lock.lock()
 		if cur, ok := sh.entries.Peek(k); ok && cur == e {
 			sh.entries.Remove(k)
 		}
-		return Hit{shard: sh}, false
+		sh.lock.unlock()
+		return Hit{}, false
 	}
-	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), shard: sh}, true
+	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), lane: lane}, true
 }
 
 // Set stores a copy of m, the upstream's reply to the question in k, for as
@@ -338,8 +372,11 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	e.wire, e.ttls, e.qEnd = packWire(stored)
 	k.Name = canonical(k.Name)
 	sh := c.shardOf(k)
-	if sh.entries.Add(k, e) {
-		sh.count.evictions.Add(1)
+	sh.lock.lock()
+	evicted := sh.entries.Add(k, e)
+	sh.lock.unlock()
+	if evicted {
+		c.count.stripes[0].evictions.Add(1)
 	}
 }
 
@@ -348,7 +385,10 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 func (c *Cache) Stats() Stats {
 	s := c.count.Stats()
 	for i := range c.shards {
-		s.Entries += c.shards[i].entries.Len()
+		sh := &c.shards[i]
+		sh.lock.rlock(0)
+		s.Entries += sh.entries.Len()
+		sh.lock.runlock(0)
 	}
 	return s
 }

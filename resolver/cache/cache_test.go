@@ -594,6 +594,13 @@ func TestConcurrentUse(t *testing.T) {
 						t.Errorf("Get(%s) = reply to %s", m.Question[0].Name, r.Question[0].Name)
 					}
 				}
+				// A reader on a lane of its own, as a serving loop is.
+				if h, ok := c.Shared(k, g%cache.Lanes); ok {
+					if h.Msg.Question[0].Name != m.Question[0].Name {
+						t.Errorf("Shared(%s) = reply to %s", m.Question[0].Name, h.Msg.Question[0].Name)
+					}
+					c.CountHit(h)
+				}
 			}
 		})
 	}
