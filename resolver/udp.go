@@ -74,6 +74,7 @@ func newUDPSocket(c *net.UDPConn, v4 bool) (*udpSocket, error) {
 // addresses and control messages of a batch of queries read and of their
 // replies, made once and handed to recvmmsg and sendmmsg as they are.
 type udpLoop struct {
+	_    [64]byte
 	s    *Server
 	sock *udpSocket
 	in   []unix.Mmsghdr
@@ -93,6 +94,9 @@ type udpLoop struct {
 	sendTo     int // the header after the last
 	n          int
 	errno      syscall.Errno
+	// The loop writes its fields at every query: padding keeps another
+	// loop, allocated next to it, off its first and last cache lines.
+	_ [64]byte
 }
 
 // newUDPLoop makes the loop of sock, reading the cache on lane.
