@@ -238,7 +238,7 @@ func (s *Server) fastBlocked(p *policy.Policy, pl *Plan, client netip.Addr, pkt,
 	if len(out) > q.size || len(out) > cap(buf) {
 		return nil, false
 	}
-	s.audit(pl, client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
+	s.audit(q.lane, pl, client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
 	s.obs.Query(q.lane, q.qtype, int(rcode), ReasonBlocked)
 	return out, true
 }

@@ -21,8 +21,12 @@ type Observer interface {
 	// paths): counting by lane keeps loops on different cores from sharing
 	// a counter.
 	Query(lane int, qtype uint16, rcode int, reason Reason)
-	// Block is called once per block and per monitor-mode would-block.
-	Block(d policy.Decision)
+	// Block is called once per block and per monitor-mode would-block,
+	// from the serving loop of lane, as Query is.
+	Block(lane int, d policy.Decision)
+	// PolicyLoaded is called when p comes into force, before any query is
+	// answered under it: an Observer can work out per rule what it needs.
+	PolicyLoaded(p *policy.Policy)
 	// Upstream is called once per exchange with one upstream server.
 	Upstream(addr string, rtt time.Duration, err error)
 	// Panic is called when answering a query panicked.
@@ -33,7 +37,8 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) Query(int, uint16, int, Reason)        {}
-func (nopObserver) Block(policy.Decision)                 {}
+func (nopObserver) Block(int, policy.Decision)            {}
+func (nopObserver) PolicyLoaded(*policy.Policy)           {}
 func (nopObserver) Upstream(string, time.Duration, error) {}
 func (nopObserver) Panic()                                {}
 

@@ -192,6 +192,7 @@ func (s *Server) Reload(p *policy.Policy) error {
 			Counters:       &s.cacheCounts,
 		}, s.now)
 	}
+	s.obs.PolicyLoaded(p)
 	s.state.Store(snap)
 	return nil
 }
@@ -310,7 +311,7 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 	d := res.Decision
 	pl := snap.plans.of(d)
 	if answered {
-		s.audit(pl, client, q, d, "", false)
+		s.audit(0, pl, client, q, d, "", false)
 		return res, true
 	}
 	if snap.cache == nil {
@@ -321,7 +322,7 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 	if !ok {
 		return Result{Decision: d}, false
 	}
-	s.audit(pl, client, q, d, "", false)
+	s.audit(0, pl, client, q, d, "", false)
 	return s.inspected(snap, client, req, d, reply, ReasonCached), true
 }
 
@@ -329,7 +330,7 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 // upstreams; d is the policy's decision on it.
 func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision) Result {
 	pl := snap.plans.of(d)
-	s.audit(pl, client, req.Question[0], d, "", false)
+	s.audit(0, pl, client, req.Question[0], d, "", false)
 	reply := s.exchange(ctx, snap, pl, req)
 	if reply.Rcode == dns.RcodeServerFailure {
 		return Result{Msg: reply, Reason: ReasonFailed, Decision: d}
@@ -343,7 +344,7 @@ func (s *Server) inspected(snap *snapshot, client netip.Addr, req *dns.Msg, d po
 	q := req.Question[0]
 	if bd, via, found := inspect(snap.policy, client, q, reply); found {
 		pl := snap.plans.of(bd)
-		s.audit(pl, client, q, bd, via, reason == ReasonCached)
+		s.audit(0, pl, client, q, bd, via, reason == ReasonCached)
 		if pl.Kind == PlanSynthesize {
 			// The answer replaces the query name's own, so its SOA is the
 			// query name's; the decision keeps the name it matched.
@@ -572,12 +573,12 @@ func (a slogAuditor) Audit(l AuditLine) {
 }
 
 // audit logs the query q from client when its plan pl says so: a block or
-// a would-block, decided by d.
-func (s *Server) audit(pl *Plan, client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+// a would-block, decided by d; lane is the serving loop's.
+func (s *Server) audit(lane int, pl *Plan, client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
 	if pl.Verdict == "" {
 		return
 	}
-	s.obs.Block(d)
+	s.obs.Block(lane, d)
 	if !s.auditor.Enabled() {
 		return
 	}

@@ -10,8 +10,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,18 +26,12 @@ import (
 type metrics struct {
 	reg             *prometheus.Registry
 	queries         *queryCounts
-	blocks          *prometheus.CounterVec
+	blocks          *blockCounts
 	upstreamTries   *prometheus.CounterVec
 	upstreamErrors  *prometheus.CounterVec
 	upstreamLatency *prometheus.HistogramVec
 	reloads         *prometheus.CounterVec
 	panics          prometheus.Counter
-
-	// blockCounters holds the blocks counter of each rule, action and
-	// mode, made on first use, so that the query path needs no label
-	// lookup; it is emptied when it grows past maxBlockCounters, so that
-	// the rules of past reloads do not pile up.
-	blockCounters atomic.Pointer[blockCache]
 
 	explainerRefused *prometheus.CounterVec
 	explainerConns   *prometheus.CounterVec
@@ -51,10 +43,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		reg:     prometheus.NewRegistry(),
 		queries: newQueryCounts(),
-		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "typoguard_blocks_total",
-			Help: "Queries blocked (mode enforce) or that would have been (mode monitor), by rule and action.",
-		}, []string{"rule", "action", "mode"}),
+		blocks:  newBlockCounts(),
 		upstreamTries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "typoguard_upstream_exchanges_total",
 			Help: "Exchanges with each upstream server, failed ones included.",
@@ -164,42 +153,11 @@ func (m *metrics) Query(lane int, qtype uint16, rcode int, _ resolver.Reason) {
 	m.queries.add(lane, qtype, rcode)
 }
 
-// blockKey names one series of the blocks counter.
-type blockKey struct {
-	rule   *policy.Rule
-	action policy.Action
-	mode   policy.Mode
-}
-
-// maxBlockCounters bounds the counters Block keeps at hand.
-const maxBlockCounters = 4096
-
-// blockCache holds counters of the blocks series, read without a lock.
-type blockCache struct {
-	m sync.Map // blockKey → prometheus.Counter
-	n atomic.Int64
-}
-
 // Block implements resolver.Observer.
-func (m *metrics) Block(d policy.Decision) {
-	k := blockKey{d.Rule, d.Action, d.Mode}
-	bc := m.blockCounters.Load()
-	if bc != nil {
-		if c, ok := bc.m.Load(k); ok {
-			c.(prometheus.Counter).Inc()
-			return
-		}
-	}
-	c := m.blocks.WithLabelValues(d.Rule.Name, d.Action.String(), d.Mode.String())
-	if bc == nil || bc.n.Load() >= maxBlockCounters {
-		bc = &blockCache{}
-		m.blockCounters.Store(bc)
-	}
-	if _, loaded := bc.m.LoadOrStore(k, c); !loaded {
-		bc.n.Add(1)
-	}
-	c.Inc()
-}
+func (m *metrics) Block(lane int, d policy.Decision) { m.blocks.add(lane, d) }
+
+// PolicyLoaded implements resolver.Observer.
+func (m *metrics) PolicyLoaded(p *policy.Policy) { m.blocks.load(p) }
 
 // Upstream implements resolver.Observer.
 func (m *metrics) Upstream(addr string, rtt time.Duration, err error) {

@@ -2,9 +2,12 @@ package main
 
 import (
 	"maps"
+	"net/netip"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/typoguard/typoguard/policy"
 )
 
 // TestQueryCountsSumLanes counts on several lanes, and types that share
@@ -39,4 +42,52 @@ func TestQueryCountsSumLanes(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("typoguard_queries_total series %v, want %v", got, want)
 	}
+}
+
+// TestBlockCountsAcrossReload counts blocks by a rule on several lanes,
+// then under a reloaded policy with the same rule, and once more by the
+// old policy's rule (a query a reload overtook): one series, every count.
+func TestBlockCountsAcrossReload(t *testing.T) {
+	parse := func(extra string) *policy.Policy {
+		p, err := policy.Parse("p.yaml", []byte("upstreams: [127.0.0.1:1]\nrules:\n"+extra+"  - {name: ml, domains: [ml], action: nxdomain}\n"), policy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	oldP, newP := parse(""), parse("  - {name: other, domains: [other.example], action: refuse}\n")
+	b := newBlockCounts()
+	b.load(oldP)
+	old := oldP.Decide(netip.MustParseAddr("127.0.0.1"), "army.ml.", policy.TypeA)
+	b.add(0, old)
+	b.add(5, old)
+	b.load(newP)
+	b.add(1, newP.Decide(netip.MustParseAddr("127.0.0.1"), "army.ml.", policy.TypeA))
+	b.add(2, old)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(b)
+	got := gather(t, reg, "rule")
+	if want := map[string]float64{"ml": 4, "other": 0}; !maps.Equal(got, want) { // other is exported before its first block
+		t.Errorf("typoguard_blocks_total by rule %v, want %v", got, want)
+	}
+}
+
+// gather returns the value of every series on reg by the value of label.
+func gather(t *testing.T, reg *prometheus.Registry, label string) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					got[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return got
 }
