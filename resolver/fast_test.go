@@ -394,3 +394,34 @@ type lineCounter struct{ n int }
 
 func (c *lineCounter) Enabled() bool   { return true }
 func (c *lineCounter) Audit(AuditLine) { c.n++ }
+
+// BenchmarkFastBlockedParallel answers a name a rule blocks on every
+// GOMAXPROCS at once, each goroutine on a lane of its own, as the serving
+// loops do; audit lines go to an auditor that keeps nothing.
+func BenchmarkFastBlockedParallel(b *testing.B) {
+	s := newTestServer(b, fastPolicy, &fakeUpstream{exchange: answerFrom(b, fastZone...)})
+	s.auditor = &discardAuditor{}
+	pkt, _ := query("x.nodata.test.", dns.TypeMX, true).Pack()
+	snap := s.state.Load()
+	var lanes atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 0, maxUDPReply)
+		l := &struct {
+			_ [64]byte
+			q wireQuery
+			_ [64]byte
+		}{q: wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256), lane: int(lanes.Add(1)-1) % cache.Lanes}}
+		for pb.Next() {
+			if _, ok := s.fastAnswer(snap, localhost, pkt, buf, &l.q); !ok {
+				b.Fatal("not answered by the fast path")
+			}
+		}
+	})
+}
+
+// discardAuditor is an Auditor that keeps nothing and shares nothing.
+type discardAuditor struct{}
+
+func (*discardAuditor) Enabled() bool   { return true }
+func (*discardAuditor) Audit(AuditLine) {}
