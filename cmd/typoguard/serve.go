@@ -64,63 +64,70 @@ func serve(args []string, stderr io.Writer) int {
 	// the lines the log still holds: Close runs after the calls deferred
 	// below.
 	defer logs.Close()
-	log := slog.New(logs)
 	addrs := p.Listen
 	if len(listen) > 0 {
 		addrs = listen
 	}
-	sys, err := resolver.SystemUpstreams("/etc/resolv.conf")
-	if err != nil && len(p.Upstreams) == 0 {
-		log.Error("no upstreams: the policy names none and /etc/resolv.conf cannot be read", "err", err)
-		return 1
-	}
-	m := newMetrics()
-	m.watchLog(logs)
-	srv, err := resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys, Observer: m, Auditor: auditLog{logs}})
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	m.watchCache(srv)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	if p.Metrics != "" {
-		addr, err := serveMetrics(ctx, log, p.Metrics, m, srv)
-		if err != nil {
-			log.Error("cannot listen for metrics", "addr", p.Metrics, "err", err)
-			return 1
-		}
-		log.Info("metrics listening", "addr", addr.String())
-	}
-	bound, err := srv.Listen(addrs)
-	if err != nil {
-		log.Error("cannot listen", "err", err)
+	d := &daemon{log: slog.New(logs), logs: logs, path: *config, lastDigest: digest}
+	if !d.start(ctx, p, addrs) {
 		return 1
 	}
-	for _, l := range bound {
-		log.Info("listening", "net", l.Net, "addr", l.Addr.String())
-	}
-	x, err := startExplainer(log, p, srv, m)
-	if err != nil {
-		log.Error("cannot start the explainer", "err", err)
-		return 1
-	}
-	logPolicy(log, p, srv.Upstreams(), loadTime)
+	logPolicy(d.log, p, d.srv.Upstreams(), loadTime)
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
-
-	d := &daemon{log: log, logs: logs, srv: srv, explainer: x, metrics: m, path: *config, lastDigest: digest}
 	var changed <-chan struct{}
 	if *config != "" {
-		w, err := watchPolicy(ctx, log, *config, p)
+		w, err := watchPolicy(ctx, d.log, *config, p)
 		if err != nil {
-			log.Warn("cannot watch the policy file; reload with SIGHUP", "err", err)
+			d.log.Warn("cannot watch the policy file; reload with SIGHUP", "err", err)
 		} else {
 			d.watch = w
 			changed = w.changed
 		}
 	}
 	return d.run(signals, changed)
+}
+
+// start makes the daemon's metrics, resolver and explainer for p, and binds
+// its listeners on addrs. It logs why and reports false when it cannot.
+func (d *daemon) start(ctx context.Context, p *policy.Policy, addrs []string) bool {
+	log := d.log
+	sys, err := resolver.SystemUpstreams("/etc/resolv.conf")
+	if err != nil && len(p.Upstreams) == 0 {
+		log.Error("no upstreams: the policy names none and /etc/resolv.conf cannot be read", "err", err)
+		return false
+	}
+	d.metrics = newMetrics()
+	d.metrics.watchLog(d.logs)
+	d.srv, err = resolver.New(p, resolver.Config{Logger: log, SystemUpstreams: sys, Observer: d.metrics, Auditor: auditLog{d.logs}})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return false
+	}
+	d.metrics.watchCache(d.srv)
+	if p.Metrics != "" {
+		addr, err := serveMetrics(ctx, log, p.Metrics, d.metrics, d.srv)
+		if err != nil {
+			log.Error("cannot listen for metrics", "addr", p.Metrics, "err", err)
+			return false
+		}
+		log.Info("metrics listening", "addr", addr.String())
+	}
+	bound, err := d.srv.Listen(addrs)
+	if err != nil {
+		log.Error("cannot listen", "err", err)
+		return false
+	}
+	for _, l := range bound {
+		log.Info("listening", "net", l.Net, "addr", l.Addr.String())
+	}
+	if d.explainer, err = startExplainer(log, p, d.srv, d.metrics); err != nil {
+		log.Error("cannot start the explainer", "err", err)
+		return false
+	}
+	return true
 }
 
 // run serves until SIGTERM or SIGINT, or until serving fails, reloading on
