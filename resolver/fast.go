@@ -135,8 +135,11 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 	if !ok || hit.Wire == nil || hit.QEnd != q.qEnd {
 		return nil, false
 	}
-	if _, _, found := inspect(p, client, dns.Question{Qtype: q.qtype}, hit.Msg); found {
-		return nil, false
+	// Only a reply that names other names can lead into a blocked one.
+	if hit.Leads {
+		if _, _, found := inspect(p, client, dns.Question{Qtype: q.qtype}, hit.Msg); found {
+			return nil, false
+		}
 	}
 	n := len(hit.Wire)
 	if q.edns {

@@ -452,20 +452,14 @@ func inspect(p *policy.Policy, client netip.Addr, q dns.Question, reply *dns.Msg
 	var monitor policy.Decision
 	var monitorVia string
 	for _, rr := range reply.Answer {
-		var target string
+		target, ok := cache.Target(rr)
+		if !ok {
+			continue
+		}
 		types := [3]uint16{q.Qtype, dns.TypeA, dns.TypeAAAA}
 		n := 1 // a CNAME or DNAME target is checked for the query's type only
-		switch v := rr.(type) {
-		case *dns.CNAME:
-			target = v.Target
-		case *dns.DNAME:
-			target = v.Target
-		case *dns.MX:
-			target, n = v.Mx, 3
-		case *dns.SRV:
-			target, n = v.Target, 3
-		default:
-			continue
+		if t := rr.Header().Rrtype; t == dns.TypeMX || t == dns.TypeSRV {
+			n = 3 // the client asks for the exchange's or target's addresses next
 		}
 		for i, t := range types[:n] {
 			if i > 0 && t == q.Qtype {

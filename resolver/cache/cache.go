@@ -199,8 +199,11 @@ type entry struct {
 	// wire is msg packed, and ttls the offset in it of every record's TTL;
 	// nil when msg does not pack.
 	wire []byte
-	ttls []uint16
-	qEnd int // where the question ends in wire
+	// leads is set when an answer record names another name (CNAME,
+	// DNAME, MX, SRV), which a reader may have to check.
+	leads bool
+	ttls  []uint16
+	qEnd  int // where the question ends in wire
 	// touched is when a hit last moved the entry to the front of its
 	// LRU, in Unix nanoseconds.
 	touched atomic.Int64
@@ -224,6 +227,9 @@ type Hit struct {
 	TTLs []uint16
 	QEnd int
 	Age  uint32
+	// Leads is set when an answer record names another name: a CNAME or
+	// DNAME target, an MX exchange or an SRV target.
+	Leads bool
 
 	lane int
 }
@@ -326,7 +332,7 @@ func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 		sh.lock.unlock()
 		return Hit{}, false
 	}
-	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), lane: lane}, true
+	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), Leads: e.leads, lane: lane}, true
 }
 
 // Set stores a copy of m, the upstream's reply to the question in k, for as
@@ -370,6 +376,11 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	}
 	e := &entry{msg: stored, stored: c.now(), ttl: ttl}
 	e.wire, e.ttls, e.qEnd = packWire(stored)
+	for _, rr := range stored.Answer {
+		if _, ok := Target(rr); ok {
+			e.leads = true
+		}
+	}
 	k.Name = canonical(k.Name)
 	sh := c.shardOf(k)
 	sh.lock.lock()
@@ -378,6 +389,22 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	if evicted {
 		c.count.stripes[0].evictions.Add(1)
 	}
+}
+
+// Target returns the name rr leads to, if it leads anywhere: a CNAME or
+// DNAME target, an MX exchange, an SRV target.
+func Target(rr dns.RR) (string, bool) {
+	switch v := rr.(type) {
+	case *dns.CNAME:
+		return v.Target, true
+	case *dns.DNAME:
+		return v.Target, true
+	case *dns.MX:
+		return v.Mx, true
+	case *dns.SRV:
+		return v.Target, true
+	}
+	return "", false
 }
 
 // Stats returns the cache's counters (those of every cache sharing them)
