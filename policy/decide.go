@@ -119,6 +119,42 @@ func (p *Policy) Decide(client netip.Addr, name string, qtype uint16) Decision {
 	return best
 }
 
+// Touches reports whether any rule or lookalike protection could decide a
+// query for name, for some client and some type. When it reports false,
+// Decide gives ActionAllow and no rule for every client and type, so a
+// caller may keep that answer for the name while p is in force. It errs
+// towards true: a name under a listed domain touches, whatever the rule's
+// types and clients.
+func (p *Policy) Touches(name string) bool {
+	n := len(name)
+	if n > 0 && name[n-1] == '.' && !escaped(name, n-1) {
+		n--
+	}
+	h := uint64(fnvOffset)
+	for i := n - 1; ; i-- {
+		if i < 0 || (name[i] == '.' && !escaped(name, i)) {
+			if i+1 < n {
+				if _, ok := find(p.table, h, name[i+1:n]); ok {
+					return true
+				}
+			}
+			if i < 0 {
+				break
+			}
+		}
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h = (h ^ uint64(c)) * fnvPrime
+	}
+	if p.look != nil {
+		_, ok := p.look.find(name, -1, true)
+		return ok
+	}
+	return false
+}
+
 // decideLookalike returns the lookalike decision for name when it is a
 // lookalike that lookalike protection covers for this type and client, and
 // no rule on a domain as specific or more (such as an allow exception)

@@ -385,6 +385,9 @@ func FuzzLookalike(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		l, ok := p.LookalikeOf(name)
+		if ok && !p.Touches(name) {
+			t.Fatalf("%q is a lookalike of %s, yet Touches says no rule could decide it", name, l.Of)
+		}
 		if !ok {
 			return
 		}

@@ -534,6 +534,9 @@ func FuzzParse(f *testing.F) {
 				if d.Rule == nil && d.Action != ActionAllow {
 					t.Fatalf("no rule but action %s", d.Action)
 				}
+				if d.Rule != nil && !p.Touches(qname) {
+					t.Fatalf("rule %q decides %q, yet Touches says no rule could", d.Rule.Name, qname)
+				}
 				if d.Rule != nil && !strings.HasSuffix(strings.ToLower(strings.TrimSuffix(qname, ".")), strings.ToLower(strings.TrimSuffix(d.Domain, "."))) {
 					t.Fatalf("matched domain %q is not a suffix of %q", d.Domain, qname)
 				}
@@ -574,5 +577,30 @@ func TestListDomainsBounded(t *testing.T) {
 	}})
 	if err == nil || !strings.Contains(err.Error(), "b.txt:3: the policy's lists hold 4 domains, the most a policy may") {
 		t.Errorf("got %v, want the fifth domain refused at b.txt:3", err)
+	}
+}
+
+// TestTouches holds Touches to its promise: a name it says no rule
+// touches is allowed, by no rule, for every client and type.
+func TestTouches(t *testing.T) {
+	p := mustParse(t, decisionPolicy)
+	clients := []netip.Addr{netip.MustParseAddr("10.0.5.7"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("2001:db8::1")}
+	types := []uint16{TypeA, TypeAAAA, TypeMX, TypeANY, 16, 33}
+	for _, name := range []string{"mail.army.ml.", "army.ml", "www.example.com.", "mx.partner.ml.", "example.org.", "arny.mil.", "x.y.z.example.", "com."} {
+		touched := p.Touches(name)
+		some := false
+		for _, c := range clients {
+			for _, q := range types {
+				if d := p.Decide(c, name, q); d.Rule != nil || d.Action != ActionAllow {
+					some = true
+				}
+			}
+		}
+		if some && !touched {
+			t.Errorf("Touches(%q) = false, but a rule decides it", name)
+		}
+	}
+	if p.Touches("www.example.com.") {
+		t.Errorf("Touches(www.example.com.) = true; no rule or lookalike is near it")
 	}
 }

@@ -55,7 +55,11 @@ func synthesize(req *dns.Msg, pl *Plan, owner string, a policy.AnswerSettings) *
 // blockEDE is the Extended DNS Error of a reply synthesized under pl for a
 // query d decided: the plan's code and the rule's text (RFC 8914).
 func blockEDE(pl *Plan, d policy.Decision) *dns.EDNS0_EDE {
-	return &dns.EDNS0_EDE{InfoCode: pl.EDE, ExtraText: ruleText(d)}
+	text := pl.text
+	if text == "" {
+		text = ruleText(d)
+	}
+	return &dns.EDNS0_EDE{InfoCode: pl.EDE, ExtraText: text}
 }
 
 // ruleText names the deciding rule for the EDE text: `typoguard rule

@@ -119,20 +119,32 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 		return nil, false
 	}
 	name := nameString(q.name)
-	d := p.Decide(client, name, q.qtype)
-	pl := snap.plans.of(d)
-	if pl.Kind == PlanSynthesize {
-		return s.fastBlocked(p, pl, client, pkt, buf, q, d)
+	var hit cache.Hit
+	cached := false
+	if snap.cache != nil {
+		cd := pkt[3]&0x10 != 0
+		hit, cached = snap.cache.Shared(cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: cd}, q.lane)
 	}
-	if pl.Verdict != "" || pl.Route != "" || snap.cache == nil {
-		return nil, false // audited, or cached apart: the full path
+	// A cached name that no rule touches under this policy is marked so on
+	// its first hit, and its later hits skip the policy: with a long list,
+	// its lookups are the dearest part of a hit.
+	if !cached || hit.Memo() != snap.gen {
+		d := p.Decide(client, name, q.qtype)
+		pl := snap.plans.of(d)
+		if pl.Kind == PlanSynthesize {
+			return s.fastBlocked(p, pl, client, pkt, buf, q, d)
+		}
+		if pl.Verdict != "" || pl.Route != "" {
+			return nil, false // audited, or cached apart: the full path
+		}
+		if cached && d.Rule == nil && !p.Touches(name) {
+			hit.SetMemo(snap.gen)
+		}
 	}
-	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == snap.plans.sinkholeHost {
+	if !cached || hit.Wire == nil || hit.QEnd != q.qEnd {
 		return nil, false
 	}
-	cd := pkt[3]&0x10 != 0
-	hit, ok := snap.cache.Shared(cache.Key{Name: name, Type: q.qtype, Class: q.qclass, DO: q.do, CD: cd}, q.lane)
-	if !ok || hit.Wire == nil || hit.QEnd != q.qEnd {
+	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == snap.plans.sinkholeHost {
 		return nil, false
 	}
 	// Only a reply that names other names can lead into a blocked one.
@@ -233,7 +245,11 @@ func (s *Server) fastBlocked(p *policy.Policy, pl *Plan, client netip.Addr, pkt,
 		// The EDE option (RFC 8914 §2): code 15, its length, INFO-CODE,
 		// EXTRA-TEXT; the OPT's RDLENGTH is patched once it is known.
 		out = append(out, 0, 15, 0, 0, byte(code>>8), byte(code))
-		out = appendRuleText(out, d)
+		if pl.text != "" {
+			out = append(out, pl.text...)
+		} else {
+			out = appendRuleText(out, d)
+		}
 		n := len(out) - opt
 		out[opt-2], out[opt-1] = byte(n>>8), byte(n)
 		out[opt+2], out[opt+3] = byte((n-4)>>8), byte(n-4)

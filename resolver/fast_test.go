@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver/cache"
 )
 
@@ -425,3 +426,33 @@ type discardAuditor struct{}
 
 func (*discardAuditor) Enabled() bool   { return true }
 func (*discardAuditor) Audit(AuditLine) {}
+
+// TestFastPathMemoEndsWithPolicy hits a cached name no rule touches until
+// the hit is marked so, then reloads a policy that blocks it: the next hit
+// is blocked, not served from the mark.
+func TestFastPathMemoEndsWithPolicy(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, fastZone...)}
+	s := newTestServer(t, testPolicy, up)
+	req := query("www.example.com.", dns.TypeA, true)
+	s.Resolve(t.Context(), localhost, req)
+	pkt, _ := req.Pack()
+	buf := make([]byte, 0, maxUDPReply)
+	q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256)}
+	for range 2 {
+		if _, ok := s.fastAnswer(s.state.Load(), localhost, pkt, buf, &q); !ok {
+			t.Fatal("a plain hit not answered by the fast path")
+		}
+	}
+	p, err := policy.Parse("v.yaml", []byte(testPolicy+"  - {name: now-blocked, domains: [www.example.com], action: nxdomain}\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(p); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := s.fastAnswer(s.state.Load(), localhost, pkt, buf, &q)
+	m := new(dns.Msg)
+	if !ok || m.Unpack(out) != nil || m.Rcode != dns.RcodeNameError {
+		t.Fatalf("after the reload: answered %v, %v; want NXDOMAIN", ok, m)
+	}
+}

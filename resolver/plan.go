@@ -34,6 +34,10 @@ type Plan struct {
 	Rcode  int
 	EDE    uint16
 	Answer PlanAnswer
+	// text is the EDE's text when it is the same for every query the
+	// rule decides (a listed rule's); "" when it names the query's
+	// lookalike, which ruleText works out per query.
+	text string
 
 	// For PlanForward: the servers misses go to (the rule's own for an
 	// enforced forward rule, else the default upstreams), and the route
@@ -87,6 +91,11 @@ func compilePlans(p *policy.Policy, defaults []string) plans {
 		for i := range list {
 			r := &list[i]
 			ps.byRule[r.Index] = planOf(r, defaults)
+		}
+	}
+	for i := range rules {
+		if pl := &ps.byRule[rules[i].Index]; pl.Kind == PlanSynthesize {
+			pl.text = ruleText(policy.Decision{Action: rules[i].Action, Mode: rules[i].Mode, Rule: &rules[i]})
 		}
 	}
 	return ps

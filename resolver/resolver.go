@@ -85,8 +85,10 @@ type Server struct {
 	obs   Observer
 	// auditor writes the audit log.
 	auditor Auditor
-	// cacheMu serialises reloads, which may replace the cache.
+	// cacheMu serialises reloads, which may replace the cache, and guards
+	// gens.
 	cacheMu sync.Mutex
+	gens    uint64 // snapshots made
 	// cacheCounts count the hits, misses and evictions of every cache the
 	// server has had.
 	cacheCounts cache.Counters
@@ -105,7 +107,10 @@ type Server struct {
 // snapshot is everything one query reads, swapped whole on reload.
 type snapshot struct {
 	policy *policy.Policy
-	cache  *cache.Cache // nil: caching off
+	// gen numbers the snapshots from 1, for what is kept with cache
+	// entries while this policy is in force (see fastAnswer).
+	gen   uint64
+	cache *cache.Cache // nil: caching off
 	// plans says what each rule does with a query, with the exchanger of
 	// every forwarding plan attached.
 	plans plans
@@ -154,7 +159,9 @@ func (s *Server) Reload(p *policy.Policy) error {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	old := s.state.Load()
+	s.gens++
 	snap := &snapshot{
+		gen:        s.gens,
 		policy:     p,
 		plans:      compilePlans(p, addrs),
 		exchangers: map[string]upstream.Exchanger{},

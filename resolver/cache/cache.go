@@ -202,8 +202,10 @@ type entry struct {
 	// leads is set when an answer record names another name (CNAME,
 	// DNAME, MX, SRV), which a reader may have to check.
 	leads bool
-	ttls  []uint16
-	qEnd  int // where the question ends in wire
+	// memo is what a reader keeps with the entry (Hit.SetMemo).
+	memo atomic.Uint64
+	ttls []uint16
+	qEnd int // where the question ends in wire
 	// touched is when a hit last moved the entry to the front of its
 	// LRU, in Unix nanoseconds.
 	touched atomic.Int64
@@ -230,6 +232,8 @@ type Hit struct {
 	// Leads is set when an answer record names another name: a CNAME or
 	// DNAME target, an MX exchange or an SRV target.
 	Leads bool
+
+	memo *atomic.Uint64
 
 	lane int
 }
@@ -298,6 +302,16 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 // nothing: the reader calls CountHit when it does answer from it.
 func (c *Cache) Shared(k Key, lane int) (Hit, bool) { return c.lookup(k, lane) }
 
+// Memo returns the value last kept with the hit's entry by SetMemo; zero
+// if none was.
+func (h Hit) Memo() uint64 { return h.memo.Load() }
+
+// SetMemo keeps v with the hit's entry for the readers after this one: a
+// fact about the entry that holds while something the reader knows of
+// stays the same (the resolver's: which policy no rule of touches the
+// name). An entry replaced by a Set starts with none.
+func (h Hit) SetMemo(v uint64) { h.memo.Store(v) }
+
 // CountHit counts a hit served from Shared.
 func (c *Cache) CountHit(h Hit) { c.count.stripes[h.lane].hits.Add(1) }
 
@@ -332,7 +346,7 @@ func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 		sh.lock.unlock()
 		return Hit{}, false
 	}
-	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), Leads: e.leads, lane: lane}, true
+	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), Leads: e.leads, memo: &e.memo, lane: lane}, true
 }
 
 // Set stores a copy of m, the upstream's reply to the question in k, for as
