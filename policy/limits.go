@@ -8,9 +8,10 @@ import (
 )
 
 // LimitSettings bound what clients and upstreams can make typoguard hold.
-// This version parses and checks them but does not apply them.
+// This version applies UpstreamInflight; it parses and checks the TCP
+// limits but does not apply them.
 type LimitSettings struct {
-	UpstreamInflight int      // misses in flight to upstreams at once, shared fairly per route; default 10000
+	UpstreamInflight int      // queries waiting on upstreams at once, shared evenly per route; default 2048 (about 16 KiB each)
 	TCPConnections   int      // client TCP connections open at once; default 1000
 	TCPPerClient     int      // of those, from one client address; default 32, at most TCPConnections
 	Pos              Position // of the limits section; zero when absent
@@ -20,7 +21,7 @@ type LimitSettings struct {
 func (l LimitSettings) Configured() bool { return l.Pos.Line > 0 }
 
 func defaultLimits() LimitSettings {
-	return LimitSettings{UpstreamInflight: 10000, TCPConnections: 1000, TCPPerClient: 32}
+	return LimitSettings{UpstreamInflight: 2048, TCPConnections: 1000, TCPPerClient: 32}
 }
 
 // RateLimitSettings bound the queries one client address may send. This
@@ -105,7 +106,7 @@ func (d *decoder) rateLimit(v *yaml.Node) RateLimitSettings {
 // acted on.
 func (c *compiler) warnLimits() {
 	if l := c.p.Limits; l.Configured() {
-		c.warnf(l.Pos, "limits: parsed and checked, but not enforced by this version of typoguard: misses in flight to upstreams and TCP connections are not capped")
+		c.warnf(l.Pos, "limits: tcp_connections and tcp_per_client are parsed and checked, but not enforced by this version of typoguard: TCP connections are not capped (upstream_inflight is)")
 	}
 	if r := c.p.RateLimit; r.Configured() {
 		c.warnf(r.Pos, "rate_limit: parsed and checked, but not enforced by this version of typoguard: queries are not rate-limited")

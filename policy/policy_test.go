@@ -203,7 +203,7 @@ func TestContractExample(t *testing.T) {
 	want := []string{
 		"testdata/contract.yaml:57:3: warning: explainer listens on 192.0.2.25:25, but no rule answers sinkhole with an address it serves on port 25 (answers.sinkhole_ipv4/_ipv6): no mail server will be sent to it",
 		"testdata/contract.yaml:60:3: warning: rpz: parsed and checked, but not enforced by this version of typoguard: the zone rpz.typoguard.internal is not served on 127.0.0.1:5353 (no AXFR/IXFR, no NOTIFY)",
-		"testdata/contract.yaml:65:3: warning: limits: parsed and checked, but not enforced by this version of typoguard: misses in flight to upstreams and TCP connections are not capped",
+		"testdata/contract.yaml:65:3: warning: limits: tcp_connections and tcp_per_client are parsed and checked, but not enforced by this version of typoguard: TCP connections are not capped (upstream_inflight is)",
 		"testdata/contract.yaml:69:3: warning: rate_limit: parsed and checked, but not enforced by this version of typoguard: queries are not rate-limited",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -213,7 +213,7 @@ func TestContractExample(t *testing.T) {
 	if r.Listen != "127.0.0.1:5353" || r.Zone != "rpz.typoguard.internal." || len(r.AllowTransfer) != 1 || len(r.Notify) != 1 || r.Notify[0] != "10.0.0.53:53" {
 		t.Errorf("rpz = %+v", r)
 	}
-	if l := p.Limits; l.UpstreamInflight != 10000 || l.TCPConnections != 1000 || l.TCPPerClient != 32 {
+	if l := p.Limits; l.UpstreamInflight != 2048 || l.TCPConnections != 1000 || l.TCPPerClient != 32 {
 		t.Errorf("limits = %+v", l)
 	}
 	if rl := p.RateLimit; rl.QPS != 200 || rl.Burst != 400 || len(rl.Exempt) != 1 || rl.Exempt[0] != netip.MustParsePrefix("127.0.0.0/8") {

@@ -1,9 +1,12 @@
 package resolver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -162,6 +165,49 @@ func errorResult(req *dns.Msg, rcode int, code uint16, text string, reason Reaso
 	m.SetRcode(req, rcode)
 	m.RecursionAvailable = true
 	return Result{Msg: m, EDE: &dns.EDNS0_EDE{InfoCode: code, ExtraText: text}, Reason: reason}
+}
+
+// failure turns what the upstreams gave for q into the reply to keep and
+// answer: reply itself when it answers, else a SERVFAIL whose Extended DNS
+// Error says why (RFC 8914): no upstream answered in time (22, No
+// Reachable Authority), every try failed on the network (23, Network
+// Error), or the upstreams answered SERVFAIL (their own EDE kept when they
+// gave one) or REFUSED (22). addrs are the servers asked. The EDE travels
+// in the message's OPT, which the cache keeps for a SERVFAIL, until
+// failureEDE takes it out for the reply.
+func failure(q, reply *dns.Msg, err error, addrs []string) *dns.Msg {
+	servers := strings.Join(addrs, ", ")
+	var ede *dns.EDNS0_EDE
+	switch {
+	case err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)):
+		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "typoguard: no upstream answered in time (" + servers + ")"}
+	case err != nil:
+		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNetworkError, ExtraText: "typoguard: the upstreams could not be reached (" + servers + ")"}
+	case reply.Rcode == dns.RcodeServerFailure:
+		if ede = failureEDE(reply); ede == nil {
+			ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "typoguard: the upstreams answered SERVFAIL (" + servers + ")"}
+		}
+	case reply.Rcode == dns.RcodeRefused:
+		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "typoguard: the upstreams refused the query (" + servers + ")"}
+	default:
+		return reply
+	}
+	m := new(dns.Msg)
+	m.SetRcode(q, dns.RcodeServerFailure)
+	m.Extra = []dns.RR{&dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}}
+	return m
+}
+
+// failureEDE is the Extended DNS Error in m's OPT, if it has one.
+func failureEDE(m *dns.Msg) *dns.EDNS0_EDE {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return nil
 }
 
 // Explanation is what the policy alone does with one query, for

@@ -141,8 +141,8 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 			hit.SetMemo(snap.gen)
 		}
 	}
-	if !cached || hit.Wire == nil || hit.QEnd != q.qEnd {
-		return nil, false
+	if !cached || hit.Wire == nil || hit.QEnd != q.qEnd || hit.Msg.Rcode == dns.RcodeServerFailure {
+		return nil, false // a SERVFAIL's reason is the full path's to give
 	}
 	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == snap.plans.sinkholeHost {
 		return nil, false

@@ -69,7 +69,7 @@ func (s *Server) Ready(ctx context.Context) error {
 	q := new(dns.Msg)
 	q.SetQuestion(".", dns.TypeNS)
 	q.SetEdns0(ednsSize, false)
-	reply, err := snap.plans.none.exchanger.Exchange(ctx, q)
+	reply, err := snap.plans.none.up.ex.Exchange(ctx, q)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -45,8 +46,33 @@ type Plan struct {
 	// upstreams).
 	Upstreams []string
 	Route     string
-	exchanger upstream.Exchanger
+	// up is where the misses go, attached by the server at reload; share
+	// is how many of them may wait on it at once.
+	up    *route
+	share int64
 }
+
+// route is one list of upstream servers that misses go to, with the
+// queries waiting on it. A reload keeps a route whose servers and timeout
+// did not change, and with it the exchanger's failover memory and count.
+type route struct {
+	ex       upstream.Exchanger
+	addrs    []string
+	inflight atomic.Int64 // queries waiting on ex
+}
+
+// acquire takes one of share places for a query to wait on r; it reports
+// false when all are taken, and the query must not wait.
+func (r *route) acquire(share int64) bool {
+	if r.inflight.Add(1) > share {
+		r.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// release gives back a place acquire took.
+func (r *route) release() { r.inflight.Add(-1) }
 
 // PlanAnswer says which records a synthesized reply holds.
 type PlanAnswer uint8

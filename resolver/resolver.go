@@ -114,10 +114,10 @@ type snapshot struct {
 	// plans says what each rule does with a query, with the exchanger of
 	// every forwarding plan attached.
 	plans plans
-	// exchangers holds every plan's exchanger by its servers and timeout,
-	// so that a reload keeps those (and their failover memory) whose
-	// settings did not change.
-	exchangers map[string]upstream.Exchanger
+	// routes holds every plan's route by its servers and timeout, so that
+	// a reload keeps those (and their failover memory) whose settings did
+	// not change.
+	routes map[string]*route
 }
 
 // New makes a server for the compiled policy p.
@@ -161,31 +161,38 @@ func (s *Server) Reload(p *policy.Policy) error {
 	old := s.state.Load()
 	s.gens++
 	snap := &snapshot{
-		gen:        s.gens,
-		policy:     p,
-		plans:      compilePlans(p, addrs),
-		exchangers: map[string]upstream.Exchanger{},
+		gen:    s.gens,
+		policy: p,
+		plans:  compilePlans(p, addrs),
+		routes: map[string]*route{},
 	}
-	exchanger := func(addrs []string) upstream.Exchanger {
+	routeOf := func(addrs []string) *route {
 		key := strings.Join(addrs, " ") + "/" + p.UpstreamTimeout.String()
-		if ex, ok := snap.exchangers[key]; ok {
-			return ex
+		if r, ok := snap.routes[key]; ok {
+			return r
 		}
-		ex, ok := upstream.Exchanger(nil), false
+		r, ok := (*route)(nil), false
 		if old != nil {
-			ex, ok = old.exchangers[key]
+			r, ok = old.routes[key]
 		}
 		if !ok {
-			ex = s.newUp(addrs, p.UpstreamTimeout)
+			r = &route{ex: s.newUp(addrs, p.UpstreamTimeout), addrs: addrs}
 		}
-		snap.exchangers[key] = ex
-		return ex
+		snap.routes[key] = r
+		return r
 	}
-	snap.plans.none.exchanger = exchanger(addrs)
+	snap.plans.none.up = routeOf(addrs)
 	for i := range snap.plans.byRule {
 		if pl := &snap.plans.byRule[i]; pl.Kind == PlanForward {
-			pl.exchanger = exchanger(pl.Upstreams)
+			pl.up = routeOf(pl.Upstreams)
 		}
+	}
+	// limits.upstream_inflight is shared out evenly: a slow route fills
+	// its own share and leaves the others theirs.
+	share := max(int64(p.Limits.UpstreamInflight)/int64(len(snap.routes)), 1)
+	snap.plans.none.share = share
+	for i := range snap.plans.byRule {
+		snap.plans.byRule[i].share = share
 	}
 	if old != nil && old.policy.Cache == p.Cache {
 		snap.cache = old.cache
@@ -298,6 +305,11 @@ func (s *Server) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) R
 	if done {
 		return res
 	}
+	pl := snap.plans.of(res.Decision)
+	if !pl.up.acquire(pl.share) {
+		return overShare(req, pl)
+	}
+	defer pl.up.release()
 	return s.resolveUpstream(ctx, snap, client, req, res.Decision)
 }
 
@@ -324,23 +336,34 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 	if snap.cache == nil {
 		return Result{Decision: d}, false
 	}
-	key, _ := route(pl, req)
+	key, _ := routeKey(pl, req)
 	reply, ok := snap.cache.Get(key)
 	if !ok {
 		return Result{Decision: d}, false
 	}
 	s.audit(0, pl, client, q, d, "", false)
+	if reply.Rcode == dns.RcodeServerFailure {
+		return Result{Msg: reply, EDE: failureEDE(reply), Reason: ReasonCached, Decision: d}, true
+	}
 	return s.inspected(snap, client, req, d, reply, ReasonCached), true
 }
 
+// overShare is the answer to a query whose route has no place left for it
+// to wait in: never queued, it is answered SERVFAIL at once.
+func overShare(req *dns.Msg, pl *Plan) Result {
+	return errorResult(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNoReachableAuthority,
+		"typoguard: too many queries already wait for "+strings.Join(pl.up.addrs, ", "), ReasonFailed)
+}
+
 // resolveUpstream answers a query that resolveLocal could not, from the
-// upstreams; d is the policy's decision on it.
+// upstreams; d is the policy's decision on it. The caller holds a place on
+// its plan's route (route.acquire).
 func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision) Result {
 	pl := snap.plans.of(d)
 	s.audit(0, pl, client, req.Question[0], d, "", false)
 	reply := s.exchange(ctx, snap, pl, req)
 	if reply.Rcode == dns.RcodeServerFailure {
-		return Result{Msg: reply, Reason: ReasonFailed, Decision: d}
+		return Result{Msg: reply, EDE: failureEDE(reply), Reason: ReasonFailed, Decision: d}
 	}
 	return s.inspected(snap, client, req, d, reply, ReasonResolved)
 }
@@ -410,19 +433,19 @@ func allowed(acl []netip.Prefix, client netip.Addr) bool {
 	return false
 }
 
-// route returns the cache key of req under the forwarding plan pl, and the
-// exchanger its misses go to.
-func route(pl *Plan, req *dns.Msg) (cache.Key, upstream.Exchanger) {
+// routeKey returns the cache key of req under the forwarding plan pl, and
+// the exchanger its misses go to.
+func routeKey(pl *Plan, req *dns.Msg) (cache.Key, upstream.Exchanger) {
 	key := cache.KeyOf(req)
 	key.Route = pl.Route
-	return key, pl.exchanger
+	return key, pl.up.ex
 }
 
 // exchange answers an allowed query from the upstreams and caches the
 // reply. Identical misses in flight at once share one exchange. A failure
 // is a SERVFAIL reply.
 func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dns.Msg) *dns.Msg {
-	key, up := route(pl, req)
+	key, up := routeKey(pl, req)
 	v, _, shared := s.flight.Do(key.String(), func() (any, error) {
 		// The upstream gives the query its own ID.
 		q := &dns.Msg{
@@ -433,10 +456,12 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dn
 		reply, err := up.Exchange(context.WithoutCancel(ctx), q)
 		if err != nil {
 			s.log.Warn("every upstream failed; answering SERVFAIL", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err)
-			reply = new(dns.Msg)
-			reply.SetRcode(q, dns.RcodeServerFailure)
 		}
-		if snap.cache != nil {
+		reply = failure(q, reply, err, pl.up.addrs)
+		// What the upstreams answered is kept, a SERVFAIL for a while too
+		// (RFC 2308 §7.1); that none answered says nothing about the name,
+		// and a flood of names to a dead upstream must not fill the cache.
+		if snap.cache != nil && err == nil {
 			snap.cache.Set(key, reply)
 		}
 		return reply, nil

@@ -306,6 +306,7 @@ type pending struct {
 	snap  *snapshot
 	d     policy.Decision
 	start time.Time
+	up    *route // whose place the query holds
 
 	sock   *udpSocket
 	client netip.Addr
@@ -369,7 +370,13 @@ func (s *Server) answerUDP(client netip.Addr, pkt, buf []byte) ([]byte, *pending
 	done := true
 	s.safely(client, req, &res, func() { res, done = s.resolveLocal(snap, client, req) })
 	if !done {
-		return nil, &pending{req: req, snap: snap, d: res.Decision, start: start}
+		// The place to wait is taken here, so that a query beyond its
+		// route's share costs no worker: it is answered in this batch.
+		if pl := snap.plans.of(res.Decision); !pl.up.acquire(pl.share) {
+			res = overShare(req, pl)
+		} else {
+			return nil, &pending{req: req, snap: snap, d: res.Decision, start: start, up: pl.up}
+		}
 	}
 	return packInto(s.reply(client, req, res, true, start), buf, s), nil
 }
@@ -377,6 +384,7 @@ func (s *Server) answerUDP(client netip.Addr, pkt, buf []byte) ([]byte, *pending
 // answerUpstream answers a pending query from the upstreams.
 func (s *Server) answerUpstream(client netip.Addr, p *pending) *dns.Msg {
 	var res Result
+	defer p.up.release()
 	s.safely(client, p.req, &res, func() { res = s.resolveUpstream(context.Background(), p.snap, client, p.req, p.d) })
 	return s.reply(client, p.req, res, true, p.start)
 }

@@ -220,7 +220,7 @@ rate_limit:
 		return func(l map[string]any) bool {
 			msg, _ := l["msg"].(string)
 			at, _ := l["at"].(string)
-			return l["level"] == "WARN" && strings.HasPrefix(msg, section+": parsed and checked, but not enforced by this version of typoguard: ") &&
+			return l["level"] == "WARN" && strings.HasPrefix(msg, section+": ") && strings.Contains(msg, " parsed and checked, but not enforced by this version of typoguard: ") &&
 				strings.HasPrefix(at, g.file+":") && at != not
 		}
 	}

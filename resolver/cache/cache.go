@@ -381,7 +381,21 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	}
 
 	stored := m.Copy()
+	ede := m.IsEdns0()
 	stored.Extra = WithoutOPT(stored.Extra)
+	if m.Rcode == dns.RcodeServerFailure && ede != nil {
+		// A SERVFAIL keeps why (RFC 8914 Extended DNS Errors): only those
+		// options of its OPT, which readers take out.
+		kept := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		for _, o := range ede.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				kept.Option = append(kept.Option, e)
+			}
+		}
+		if len(kept.Option) > 0 {
+			stored.Extra = append(stored.Extra, kept)
+		}
+	}
 	for _, section := range [][]dns.RR{stored.Answer, stored.Ns, stored.Extra} {
 		for _, rr := range section {
 			h := rr.Header()

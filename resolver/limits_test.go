@@ -1,0 +1,182 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver/upstream"
+)
+
+// routedServer is a server whose upstreams are fakes chosen by their
+// addresses.
+func routedServer(t *testing.T, src string, routes map[string]*fakeUpstream) *Server {
+	t.Helper()
+	p, err := policy.Parse("limits.yaml", []byte(src), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(p, Config{NewUpstream: func(addrs []string, _ time.Duration) upstream.Exchanger {
+		up, ok := routes[strings.Join(addrs, " ")]
+		if !ok {
+			t.Fatalf("no fake for upstreams %v", addrs)
+		}
+		return up
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestUpstreamInflightCap fills the default route's share of
+// limits.upstream_inflight with queries its upstream holds: the next miss
+// for it is answered SERVFAIL at once with EDE 22, while a forward rule's
+// route, with its own share, and blocked and cached names are answered as
+// ever; once the held queries end, the route takes misses again.
+func TestUpstreamInflightCap(t *testing.T) {
+	const src = `
+upstreams: ["127.0.0.1:1"]
+acl: {allow: [127.0.0.0/8]}
+limits: {upstream_inflight: 4}
+rules:
+  - {name: ml, domains: [ml], action: nxdomain}
+  - {name: corp, domains: [corp.example], action: forward, servers: ["127.0.0.1:2"]}
+`
+	release := make(chan struct{})
+	held := make(chan struct{}, 10)
+	slow := &fakeUpstream{exchange: func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+		if strings.HasPrefix(q.Question[0].Name, "held") {
+			held <- struct{}{}
+			<-release
+		}
+		return answerFrom(t, "cached.example. 300 IN A 192.0.2.1", "later.example. 300 IN A 192.0.2.2")(ctx, q)
+	}}
+	corp := &fakeUpstream{exchange: answerFrom(t, "www.corp.example. 300 IN A 192.0.2.9")}
+	s := routedServer(t, src, map[string]*fakeUpstream{"127.0.0.1:1": slow, "127.0.0.1:2": corp})
+	ask := func(name string) Result {
+		return s.Resolve(t.Context(), localhost, query(name, dns.TypeA, true))
+	}
+	ask("cached.example.")
+
+	// Two routes: each has 2 of the 4 places.
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { ask(fmt.Sprintf("held%d.example.", i)) })
+	}
+	for range 2 {
+		<-held
+	}
+	start := time.Now()
+	res := ask("more.example.")
+	if res.Msg.Rcode != dns.RcodeServerFailure || res.EDE == nil || res.EDE.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority ||
+		!strings.Contains(res.EDE.ExtraText, "too many queries") {
+		t.Errorf("a miss beyond the route's share: %s, EDE %v; want SERVFAIL with EDE 22", dns.RcodeToString[res.Msg.Rcode], res.EDE)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a miss beyond the share took %v: it waited", took)
+	}
+	for name, want := range map[string]int{"www.corp.example.": dns.RcodeSuccess, "army.ml.": dns.RcodeNameError, "cached.example.": dns.RcodeSuccess} {
+		if got := ask(name).Msg.Rcode; got != want {
+			t.Errorf("%s while the default route is full: %s, want %s", name, dns.RcodeToString[got], dns.RcodeToString[want])
+		}
+	}
+	close(release)
+	wg.Wait()
+	if got := ask("later.example.").Msg.Rcode; got != dns.RcodeSuccess {
+		t.Errorf("after the held queries ended: %s, want NOERROR", dns.RcodeToString[got])
+	}
+}
+
+// TestServfailSaysWhy gives the upstream each way to fail: the SERVFAIL
+// carries an EDE that names it; an upstream's own SERVFAIL or REFUSED is
+// cached and keeps it, and no answer at all is not cached.
+func TestServfailSaysWhy(t *testing.T) {
+	reply := func(rcode int, ede *dns.EDNS0_EDE) func(context.Context, *dns.Msg) (*dns.Msg, error) {
+		return func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+			m := new(dns.Msg)
+			m.SetRcode(q, rcode)
+			if ede != nil {
+				m.SetEdns0(1232, false)
+				m.IsEdns0().Option = []dns.EDNS0{ede}
+			}
+			return m, nil
+		}
+	}
+	fail := func(err error) func(context.Context, *dns.Msg) (*dns.Msg, error) {
+		return func(context.Context, *dns.Msg) (*dns.Msg, error) { return nil, err }
+	}
+	for _, tc := range []struct {
+		name     string
+		exchange func(context.Context, *dns.Msg) (*dns.Msg, error)
+		code     uint16
+		text     string
+		calls    int64 // upstream exchanges for the two queries
+	}{
+		{"timeout", fail(fmt.Errorf("forward: %w", os.ErrDeadlineExceeded)), dns.ExtendedErrorCodeNoReachableAuthority, "in time", 2},
+		{"network error", fail(fmt.Errorf("forward: %w", syscall.ECONNREFUSED)), dns.ExtendedErrorCodeNetworkError, "could not be reached", 2},
+		{"upstream SERVFAIL", reply(dns.RcodeServerFailure, nil), dns.ExtendedErrorCodeNoReachableAuthority, "answered SERVFAIL", 1},
+		{"upstream SERVFAIL, bogus", reply(dns.RcodeServerFailure, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus, ExtraText: "signature invalid"}), dns.ExtendedErrorCodeDNSBogus, "signature invalid", 1},
+		{"upstream REFUSED", reply(dns.RcodeRefused, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeProhibited}), dns.ExtendedErrorCodeNoReachableAuthority, "refused", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := &fakeUpstream{exchange: tc.exchange}
+			s := newTestServer(t, testPolicy, up)
+			for _, from := range []string{"first", "second"} {
+				res := s.Resolve(t.Context(), localhost, query("www.example.com.", dns.TypeA, true))
+				reply := finish(query("www.example.com.", dns.TypeA, true), res.Msg, res.EDE, true)
+				ede := failureEDE(reply)
+				if reply.Rcode != dns.RcodeServerFailure || ede == nil || ede.InfoCode != tc.code || !strings.Contains(ede.ExtraText, tc.text) {
+					t.Errorf("%s query: %s with EDE %v, want SERVFAIL with EDE %d %q", from, dns.RcodeToString[reply.Rcode], ede, tc.code, tc.text)
+				}
+			}
+			if n := up.calls.Load(); n != tc.calls {
+				t.Errorf("%d upstream exchanges for two queries, want %d", n, tc.calls)
+			}
+		})
+	}
+}
+
+// TestUpstreamInflightCapOverUDP fills the share over real UDP sockets:
+// the query beyond it is answered at once, by the serving loop itself,
+// with SERVFAIL and EDE 22, and a blocked name still is answered.
+func TestUpstreamInflightCapOverUDP(t *testing.T) {
+	release := make(chan struct{})
+	held := make(chan struct{}, 10)
+	up := &fakeUpstream{exchange: func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+		held <- struct{}{}
+		<-release
+		return answerFrom(t)(ctx, q)
+	}}
+	s := routedServer(t, "upstreams: [\"127.0.0.1:1\"]\nacl: {allow: [127.0.0.0/8]}\nlimits: {upstream_inflight: 2}\nrules: [{name: ml, domains: [ml], action: nxdomain}]\n",
+		map[string]*fakeUpstream{"127.0.0.1:1": up})
+	addr := serveOn(t, s, "127.0.0.1:0")
+	defer close(release)
+	c := &dns.Client{Timeout: 3 * time.Second}
+	for i := range 2 {
+		go c.Exchange(query(fmt.Sprintf("held%d.example.", i), dns.TypeA, true), addr)
+		<-held
+	}
+	r, rtt, err := c.Exchange(query("more.example.", dns.TypeA, true), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ede := failureEDE(r)
+	if r.Rcode != dns.RcodeServerFailure || ede == nil || ede.InfoCode != dns.ExtendedErrorCodeNoReachableAuthority {
+		t.Errorf("beyond the share: %s, EDE %v; want SERVFAIL with EDE 22", dns.RcodeToString[r.Rcode], ede)
+	}
+	if rtt > time.Second {
+		t.Errorf("beyond the share, answered in %v: it waited", rtt)
+	}
+	if r, _, err := c.Exchange(query("army.ml.", dns.TypeMX, true), addr); err != nil || r.Rcode != dns.RcodeNameError {
+		t.Errorf("a blocked name while the route is full: %v %v", r, err)
+	}
+}
