@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver/resolvertest"
 	"github.com/typoguard/typoguard/resolver/upstream"
 )
 
@@ -178,5 +179,56 @@ func TestUpstreamInflightCapOverUDP(t *testing.T) {
 	}
 	if r, _, err := c.Exchange(query("army.ml.", dns.TypeMX, true), addr); err != nil || r.Rcode != dns.RcodeNameError {
 		t.Errorf("a blocked name while the route is full: %v %v", r, err)
+	}
+}
+
+// TestTruncationOnlyForIncompleteAnswers asks over real UDP, without EDNS,
+// for an MX set that fits in 512 bytes with additional addresses that do
+// not: the addresses are left out and TC stays clear (RFC 2181 §9). An
+// answer that does not fit itself is cut and TC is set.
+func TestTruncationOnlyForIncompleteAnswers(t *testing.T) {
+	var zone []string
+	for i := range 4 {
+		zone = append(zone, fmt.Sprintf("bigmx.example.com. 300 IN MX 10 mx%d.bigmx.example.com.", i))
+		for j := range 8 {
+			zone = append(zone, fmt.Sprintf("mx%d.bigmx.example.com. 300 IN AAAA 2001:db8::%d:%d", i, i, j))
+		}
+	}
+	for i := range 40 {
+		zone = append(zone, fmt.Sprintf("bigtxt.example.com. 300 IN TXT %q", strings.Repeat("t", 40)+fmt.Sprint(i)))
+	}
+	rrs := zone
+	up := &fakeUpstream{exchange: func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+		m, err := answerFrom(t, rrs...)(ctx, q)
+		if err == nil && q.Question[0].Qtype == dns.TypeMX {
+			for _, r := range rrs {
+				if strings.Contains(r, " AAAA ") {
+					m.Extra = append(m.Extra, resolvertest.RR(t, r))
+				}
+			}
+		}
+		return m, err
+	}}
+	s := newTestServer(t, testPolicy, up)
+	addr := serveOn(t, s, "127.0.0.1:0")
+	c := &dns.Client{Timeout: 3 * time.Second}
+	for _, tc := range []struct {
+		name    string
+		qtype   uint16
+		answers int
+		tc      bool
+	}{
+		{"bigmx.example.com.", dns.TypeMX, 4, false},
+		{"bigtxt.example.com.", dns.TypeTXT, -1, true},
+	} {
+		for round := range 2 { // from the upstream, then from the cache
+			r, _, err := c.Exchange(query(tc.name, tc.qtype, false), addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Truncated != tc.tc || (tc.answers >= 0 && len(r.Answer) != tc.answers) {
+				t.Errorf("%s round %d: TC %v with %d answers, %d additional; want TC %v", tc.name, round, r.Truncated, len(r.Answer), len(r.Extra), tc.tc)
+			}
+		}
 	}
 }

@@ -542,7 +542,14 @@ func finish(req, m *dns.Msg, ede *dns.EDNS0_EDE, udp bool) *dns.Msg {
 	if clientOPT != nil {
 		size = min(max(int(clientOPT.UDPSize()), dns.MinMsgSize), ednsSize)
 	}
+	answers := len(m.Answer)
 	m.Truncate(size)
+	// Truncate sets TC whenever it drops a record; RFC 2181 §9 wants it
+	// only when the answer itself is incomplete, not for authority or
+	// additional records left out.
+	if m.Truncated && len(m.Answer) == answers {
+		m.Truncated = false
+	}
 	return m
 }
 
