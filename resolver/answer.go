@@ -189,6 +189,8 @@ func failure(q, reply *dns.Msg, err error, addrs []string) *dns.Msg {
 		}
 	case reply.Rcode == dns.RcodeRefused:
 		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "typoguard: the upstreams refused the query (" + servers + ")"}
+	case cnameLoop(q.Question[0].Name, reply.Answer):
+		ede = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeOther, ExtraText: "typoguard: the upstreams answered a CNAME loop (" + servers + ")"}
 	default:
 		return reply
 	}
@@ -196,6 +198,29 @@ func failure(q, reply *dns.Msg, err error, addrs []string) *dns.Msg {
 	m.SetRcode(q, dns.RcodeServerFailure)
 	m.Extra = []dns.RR{&dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: []dns.EDNS0{ede}}}
 	return m
+}
+
+// cnameLoop reports whether the CNAME chain from name through answer comes
+// back to a name it has passed (RFC 1034 §3.6.2: a chain must end).
+func cnameLoop(name string, answer []dns.RR) bool {
+	next := map[string]string{}
+	for _, rr := range answer {
+		if c, ok := rr.(*dns.CNAME); ok {
+			next[strings.ToLower(c.Hdr.Name)] = strings.ToLower(c.Target)
+		}
+	}
+	seen := map[string]bool{}
+	for n := strings.ToLower(name); ; {
+		if seen[n] {
+			return true
+		}
+		seen[n] = true
+		t, ok := next[n]
+		if !ok {
+			return false
+		}
+		n = t
+	}
 }
 
 // failureEDE is the Extended DNS Error in m's OPT, if it has one.

@@ -126,6 +126,14 @@ func TestServfailSaysWhy(t *testing.T) {
 		{"network error", fail(fmt.Errorf("forward: %w", syscall.ECONNREFUSED)), dns.ExtendedErrorCodeNetworkError, "could not be reached", 2},
 		{"upstream SERVFAIL", reply(dns.RcodeServerFailure, nil), dns.ExtendedErrorCodeNoReachableAuthority, "answered SERVFAIL", 1},
 		{"upstream SERVFAIL, bogus", reply(dns.RcodeServerFailure, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeDNSBogus, ExtraText: "signature invalid"}), dns.ExtendedErrorCodeDNSBogus, "signature invalid", 1},
+		{"CNAME loop", func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+			m := new(dns.Msg)
+			m.SetReply(q)
+			for _, r := range []string{"www.example.com. 300 IN CNAME a.example.com.", "a.example.com. 300 IN CNAME B.example.com.", "b.example.com. 300 IN CNAME www.example.com."} {
+				m.Answer = append(m.Answer, resolvertest.RR(t, r))
+			}
+			return m, nil
+		}, dns.ExtendedErrorCodeOther, "CNAME loop", 1},
 		{"upstream REFUSED", reply(dns.RcodeRefused, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeProhibited}), dns.ExtendedErrorCodeNoReachableAuthority, "refused", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
