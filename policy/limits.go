@@ -8,8 +8,6 @@ import (
 )
 
 // LimitSettings bound what clients and upstreams can make typoguard hold.
-// This version applies UpstreamInflight; it parses and checks the TCP
-// limits but does not apply them.
 type LimitSettings struct {
 	UpstreamInflight int      // queries waiting on upstreams at once, shared evenly per route; default 2048 (about 16 KiB each)
 	TCPConnections   int      // client TCP connections open at once; default 1000
@@ -102,12 +100,8 @@ func (d *decoder) rateLimit(v *yaml.Node) RateLimitSettings {
 	return r
 }
 
-// warnLimits says that limits and rate_limit sections are checked but not
-// acted on.
+// warnLimits says that a rate_limit section is checked but not acted on.
 func (c *compiler) warnLimits() {
-	if l := c.p.Limits; l.Configured() {
-		c.warnf(l.Pos, "limits: tcp_connections and tcp_per_client are parsed and checked, but not enforced by this version of typoguard: TCP connections are not capped (upstream_inflight is)")
-	}
 	if r := c.p.RateLimit; r.Configured() {
 		c.warnf(r.Pos, "rate_limit: parsed and checked, but not enforced by this version of typoguard: queries are not rate-limited")
 	}

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -239,4 +240,60 @@ func TestTruncationOnlyForIncompleteAnswers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTCPConnectionLimits opens TCP connections up to the per-client and
+// total limits: one over either is closed at once, the ones within are
+// answered, UDP is answered throughout, and a closed connection gives its
+// place back.
+func TestTCPConnectionLimits(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, "www.example.com. 300 IN A 192.0.2.1")}
+	s := routedServer(t, "upstreams: [\"127.0.0.1:1\"]\nacl: {allow: [127.0.0.0/8]}\nlimits: {tcp_connections: 3, tcp_per_client: 2}\nrules: [{name: ml, domains: [ml], action: nxdomain}]\n",
+		map[string]*fakeUpstream{"127.0.0.1:1": up})
+	addr := serveOn(t, s, "127.0.0.1:0")
+	dial := func(from string) *dns.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &dns.Conn{Conn: c}
+	}
+	// answered reports whether a query on c gets its answer.
+	answered := func(c *dns.Conn) bool {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if err := c.WriteMsg(query("www.example.com.", dns.TypeA, false)); err != nil {
+			return false
+		}
+		r, err := c.ReadMsg()
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	}
+	a1, a2 := dial("127.0.0.1"), dial("127.0.0.1")
+	if !answered(a1) || !answered(a2) {
+		t.Fatal("connections within the limits not answered")
+	}
+	if answered(dial("127.0.0.1")) {
+		t.Error("a third connection from one client answered; tcp_per_client is 2")
+	}
+	b1 := dial("127.0.0.2")
+	if !answered(b1) {
+		t.Error("another client's first connection not answered")
+	}
+	if answered(dial("127.0.0.3")) {
+		t.Error("a fourth connection answered; tcp_connections is 3")
+	}
+	if r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(query("www.example.com.", dns.TypeA, false), addr); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Errorf("UDP while TCP is full: %v %v", r, err)
+	}
+	a1.Close()
+	// The server sees the close when it next reads; give it that chance.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if answered(dial("127.0.0.3")) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Error("a closed connection's place was not given back")
 }

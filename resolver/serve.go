@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -67,7 +68,8 @@ func (s *Server) Listen(addrs []string) ([]Listener, error) {
 			}
 			s.udp = append(s.udp, sock)
 		}
-		s.servers = append(s.servers, &dns.Server{Listener: ln, Handler: s, MsgAcceptFunc: acceptQuery})
+		s.servers = append(s.servers, &dns.Server{Listener: newLimitedListener(ln, s), Handler: s, MsgAcceptFunc: acceptQuery,
+			ReadTimeout: tcpReadTimeout, IdleTimeout: func() time.Duration { return tcpIdleTimeout }})
 		seen := map[string]bool{}
 		for _, u := range udps {
 			if a := u.conn.LocalAddr().String(); !seen[a] {
