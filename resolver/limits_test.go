@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -296,4 +297,69 @@ func TestTCPConnectionLimits(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Error("a closed connection's place was not given back")
+}
+
+// TestTCPPipelinedOutOfOrder sends, on one TCP connection, a query its
+// upstream holds and then a blocked and a cached one: those two are
+// answered at once, before the first (RFC 7766 §6.2.1.1), which is
+// answered when the upstream lets go; then a client that trickles a
+// message is closed.
+func TestTCPPipelinedOutOfOrder(t *testing.T) {
+	release := make(chan struct{})
+	up := &fakeUpstream{exchange: func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+		if strings.HasPrefix(q.Question[0].Name, "slow") {
+			<-release
+		}
+		return answerFrom(t, "slow.example. 300 IN A 192.0.2.1", "cached.example. 300 IN A 192.0.2.2")(ctx, q)
+	}}
+	s := routedServer(t, "upstreams: [\"127.0.0.1:1\"]\nacl: {allow: [127.0.0.0/8]}\nrules: [{name: ml, domains: [ml], action: nxdomain}]\n",
+		map[string]*fakeUpstream{"127.0.0.1:1": up})
+	s.Resolve(t.Context(), localhost, query("cached.example.", dns.TypeA, false))
+	addr := serveOn(t, s, "127.0.0.1:0")
+	defer close(release)
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := &dns.Conn{Conn: nc}
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	names := []string{"slow.example.", "army.ml.", "cached.example."}
+	ids := map[uint16]string{}
+	for _, n := range names {
+		q := query(n, dns.TypeA, false)
+		ids[q.Id] = n
+		if err := c.WriteMsg(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		r, err := c.ReadMsg()
+		if err != nil {
+			t.Fatalf("the answers behind the held query did not come: %v", err)
+		}
+		if n := ids[r.Id]; n == "slow.example." {
+			t.Fatal("the held query was answered before the upstream let it go")
+		}
+	}
+	release <- struct{}{}
+	if r, err := c.ReadMsg(); err != nil || ids[r.Id] != "slow.example." {
+		t.Fatalf("the held query, once let go: %v %v", r, err)
+	}
+
+	// A client that sends two bytes of length and then trickles.
+	tr, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Write([]byte{0, 40, 0x12})
+	tr.SetReadDeadline(time.Now().Add(tcpReadTimeout + 3*time.Second))
+	start := time.Now()
+	if _, err := tr.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a trickling client was not closed within %v (err %v)", tcpReadTimeout, err)
+	}
+	if took := time.Since(start); took > tcpReadTimeout+time.Second {
+		t.Errorf("a trickling client was closed after %v", took)
+	}
 }

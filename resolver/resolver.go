@@ -96,8 +96,8 @@ type Server struct {
 	// lastUpstreamOK is when an upstream last answered, in Unix nanoseconds.
 	lastUpstreamOK atomic.Int64
 
-	serversMu sync.Mutex    // guards servers and udp
-	servers   []*dns.Server // TCP
+	serversMu sync.Mutex   // guards servers and udp
+	servers   []*tcpServer // TCP
 	udp       []*udpSocket
 	inflight  sync.WaitGroup
 	// misses hands UDP queries that need the upstreams to idle workers.

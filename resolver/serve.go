@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/miekg/dns"
 
@@ -68,8 +67,7 @@ func (s *Server) Listen(addrs []string) ([]Listener, error) {
 			}
 			s.udp = append(s.udp, sock)
 		}
-		s.servers = append(s.servers, &dns.Server{Listener: newLimitedListener(ln, s), Handler: s, MsgAcceptFunc: acceptQuery,
-			ReadTimeout: tcpReadTimeout, IdleTimeout: func() time.Duration { return tcpIdleTimeout }})
+		s.servers = append(s.servers, newTCPServer(s, ln))
 		seen := map[string]bool{}
 		for _, u := range udps {
 			if a := u.conn.LocalAddr().String(); !seen[a] {
@@ -169,7 +167,7 @@ func reusePort(network, address string, c syscall.RawConn) error {
 // first error a listener fails with, or nil after Shutdown.
 func (s *Server) Serve() error {
 	s.serversMu.Lock()
-	servers := append([]*dns.Server(nil), s.servers...)
+	servers := append([]*tcpServer(nil), s.servers...)
 	udp := append([]*udpSocket(nil), s.udp...)
 	s.serversMu.Unlock()
 	if len(servers) == 0 && len(udp) == 0 {
@@ -177,7 +175,7 @@ func (s *Server) Serve() error {
 	}
 	errc := make(chan error, len(servers)+len(udp))
 	for _, srv := range servers {
-		go func() { errc <- srv.ActivateAndServe() }()
+		go func() { errc <- srv.serve() }()
 	}
 	for i, u := range udp {
 		s.inflight.Add(1)
@@ -205,15 +203,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.serversMu.Unlock()
 	var errs []error
 	for _, srv := range servers {
-		if err := srv.ShutdownContext(ctx); err != nil && err.Error() != "dns: server not started" {
-			errs = append(errs, err)
-		}
+		srv.close()
 	}
 	for _, u := range udp {
 		u.conn.Close()
 	}
 	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
+	go func() {
+		for _, srv := range servers {
+			srv.wg.Wait()
+		}
+		s.inflight.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -224,9 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) closeAllLocked() {
 	for _, srv := range s.servers {
-		if srv.Listener != nil {
-			srv.Listener.Close()
-		}
+		srv.ln.Close()
 	}
 	for _, u := range s.udp {
 		u.conn.Close()
