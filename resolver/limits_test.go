@@ -363,3 +363,41 @@ func TestTCPPipelinedOutOfOrder(t *testing.T) {
 		t.Errorf("a trickling client was closed after %v", took)
 	}
 }
+
+// TestNoRecursionDesired asks with RD clear: a cached name is answered
+// from the cache, a blocked one by the policy, and an uncached one is
+// refused with EDE 20 without asking the upstream (RFC 1034 §4.3.1); each
+// reply keeps RD clear.
+func TestNoRecursionDesired(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, "cached.example. 300 IN A 192.0.2.2", "other.example. 300 IN A 192.0.2.3")}
+	s := newTestServer(t, testPolicy, up)
+	s.Resolve(t.Context(), localhost, query("cached.example.", dns.TypeA, true))
+	addr := serveOn(t, s, "127.0.0.1:0")
+	c := &dns.Client{Timeout: 2 * time.Second}
+	for _, tc := range []struct {
+		name  string
+		rcode int
+		ede   uint16
+	}{
+		{"cached.example.", dns.RcodeSuccess, 0},
+		{"army.ml.", dns.RcodeNameError, dns.ExtendedErrorCodeBlocked},
+		{"other.example.", dns.RcodeRefused, dns.ExtendedErrorCodeNotAuthoritative},
+	} {
+		q := query(tc.name, dns.TypeMX, true)
+		if tc.rcode == dns.RcodeSuccess {
+			q = query(tc.name, dns.TypeA, true)
+		}
+		q.RecursionDesired = false
+		r, _, err := c.Exchange(q, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ede := failureEDE(r)
+		if r.Rcode != tc.rcode || r.RecursionDesired || (tc.ede != 0 && (ede == nil || ede.InfoCode != tc.ede)) {
+			t.Errorf("%s with RD clear: %s, RD %v, EDE %v; want %s", tc.name, dns.RcodeToString[r.Rcode], r.RecursionDesired, ede, dns.RcodeToString[tc.rcode])
+		}
+	}
+	if n := up.calls.Load(); n != 1 {
+		t.Errorf("%d upstream exchanges, want only the one that filled the cache", n)
+	}
+}

@@ -333,12 +333,17 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 		s.audit(0, pl, client, q, d, "", false)
 		return res, true
 	}
-	if snap.cache == nil {
-		return Result{Decision: d}, false
+	var reply *dns.Msg
+	ok := false
+	if snap.cache != nil {
+		key, _ := routeKey(pl, req)
+		reply, ok = snap.cache.Get(key)
 	}
-	key, _ := routeKey(pl, req)
-	reply, ok := snap.cache.Get(key)
 	if !ok {
+		if !req.RecursionDesired {
+			// RFC 1034 §4.3.1: without RD, answer from what is at hand.
+			return notCached(req), true
+		}
 		return Result{Decision: d}, false
 	}
 	s.audit(0, pl, client, q, d, "", false)
@@ -346,6 +351,13 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 		return Result{Msg: reply, EDE: failureEDE(reply), Reason: ReasonCached, Decision: d}, true
 	}
 	return s.inspected(snap, client, req, d, reply, ReasonCached), true
+}
+
+// notCached is the answer to a query with RD clear for a name the cache
+// does not hold: typoguard asks no upstream for it, and says so.
+func notCached(req *dns.Msg) Result {
+	return errorResult(req, dns.RcodeRefused, dns.ExtendedErrorCodeNotAuthoritative,
+		"typoguard: not in the cache, and the query asks for no recursion (RD clear)", ReasonRefused)
 }
 
 // overShare is the answer to a query whose route has no place left for it
