@@ -150,7 +150,9 @@ func ttlSeconds(d time.Duration) uint32 {
 }
 
 // replyOPT is the OPT record of a reply, without options: typoguard's UDP
-// size and the client's DO bit. finish adds it, and nothing else does.
+// size and the client's DO bit. finish adds it to every answer; only the
+// replies to malformed queries, which finish does not shape, add it
+// themselves (unpackQuery).
 func replyOPT(do bool) *dns.OPT {
 	o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	o.SetUDPSize(ednsSize)

@@ -401,3 +401,34 @@ func TestNoRecursionDesired(t *testing.T) {
 		t.Errorf("%d upstream exchanges, want only the one that filled the cache", n)
 	}
 }
+
+// TestRejectsKeepQuestionAndOPT sends over UDP and TCP a query with an
+// unknown opcode and one without a question, both with EDNS: NOTIMP and
+// FORMERR come back with the question when there was one, an OPT, and no
+// flag of the query but RD (RFC 6891 §7).
+func TestRejectsKeepQuestionAndOPT(t *testing.T) {
+	s := newTestServer(t, testPolicy, &fakeUpstream{exchange: answerFrom(t)})
+	addr := serveOn(t, s, "127.0.0.1:0")
+	status := query("www.example.com.", dns.TypeA, true)
+	status.Opcode = dns.OpcodeStatus
+	status.AuthenticatedData, status.CheckingDisabled = true, true
+	empty := query("www.example.com.", dns.TypeA, true)
+	empty.Question = nil
+	for _, network := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: network, Timeout: 2 * time.Second}
+		for _, tc := range []struct {
+			q        *dns.Msg
+			rcode    int
+			question bool
+		}{{status, dns.RcodeNotImplemented, true}, {empty, dns.RcodeFormatError, false}} {
+			r, _, err := c.Exchange(tc.q, addr)
+			if err != nil {
+				t.Fatalf("%s: %v", network, err)
+			}
+			if r.Rcode != tc.rcode || r.IsEdns0() == nil || (len(r.Question) == 1) != tc.question ||
+				r.Opcode != tc.q.Opcode || r.AuthenticatedData || r.CheckingDisabled || r.RecursionAvailable || !r.RecursionDesired {
+				t.Errorf("%s %s: got\n%v", network, dns.RcodeToString[tc.rcode], r)
+			}
+		}
+	}
+}

@@ -423,8 +423,9 @@ func (s *Server) unpackQuery(pkt []byte) (req, reject *dns.Msg) {
 		}
 	}
 	// A rejected or broken query gets FORMERR, or NOTIMP with its opcode
-	// for an unknown opcode, with its ID and RD bit and, if it unpacked,
-	// its question; no other flag of the query is echoed.
+	// for an unknown opcode, with its ID and RD bit and, if it unpacks,
+	// its one question and an OPT when it had one (RFC 6891 §7); no other
+	// flag of the query is echoed.
 	m := new(dns.Msg)
 	m.Id = h.Id
 	m.Response = true
@@ -434,8 +435,20 @@ func (s *Server) unpackQuery(pkt []byte) (req, reject *dns.Msg) {
 		m.Opcode = int(h.Bits>>11) & 0xF
 		m.Rcode = dns.RcodeNotImplemented
 	}
-	if action == dns.MsgAccept && len(req.Question) == 1 {
-		m.Question = req.Question
+	if action == dns.MsgAccept {
+		// Broken on the way: what did unpack may name the question.
+		if len(req.Question) == 1 {
+			m.Question = req.Question
+		}
+		return req, m
+	}
+	if parsed := new(dns.Msg); parsed.Unpack(pkt) == nil {
+		if len(parsed.Question) == 1 {
+			m.Question = parsed.Question
+		}
+		if opt := parsed.IsEdns0(); opt != nil {
+			m.Extra = []dns.RR{replyOPT(opt.Do())}
+		}
 	}
 	return req, m
 }
