@@ -108,3 +108,77 @@ func FuzzUDPPath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUpstreamReply has the upstream answer the same query with arbitrary
+// records: whatever they are (CNAME chains into blocked names or back
+// onto themselves, MX and SRV targets, OPT records out of place, huge
+// sets), the reply to the client, fresh and then from the cache and the
+// fast path, packs for UDP and TCP, keeps the client's ID and question,
+// and never passes a CNAME to a name the policy blocks.
+func FuzzUpstreamReply(f *testing.F) {
+	for _, rrs := range [][]string{
+		{"www.example.com. 300 IN A 198.51.100.1"},
+		{"www.example.com. 300 IN CNAME mail.army.ml.", "mail.army.ml. 300 IN A 192.0.2.1"},
+		{"www.example.com. 300 IN CNAME a.example.com.", "a.example.com. 300 IN CNAME www.example.com."},
+		{"www.example.com. 300 IN MX 10 mx.army.ml.", "mx.army.ml. 300 IN A 192.0.2.1"},
+		{"www.example.com. 0 IN SRV 0 0 25 x.ml."},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion("www.example.com.", dns.TypeA)
+		m.Response = true
+		for _, r := range rrs {
+			rr, err := dns.NewRR(r)
+			if err != nil {
+				f.Fatal(err)
+			}
+			m.Answer = append(m.Answer, rr)
+		}
+		b, _ := m.Pack()
+		f.Add(b, uint8(dns.RcodeSuccess))
+	}
+	f.Fuzz(func(t *testing.T, upstreamWire []byte, rcode uint8) {
+		got := new(dns.Msg)
+		if got.Unpack(upstreamWire) != nil {
+			return
+		}
+		up := &fakeUpstream{exchange: func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+			m := got.Copy()
+			m.Id, m.Response, m.Rcode = q.Id, true, int(rcode%24)
+			m.Question = q.Question // the upstream package drops replies to another question
+			return m, nil
+		}}
+		s := newTestServer(t, testPolicy, up)
+		req := query("www.example.com.", dns.TypeA, true)
+		pkt, _ := req.Pack()
+		for round := range 2 {
+			res := s.Resolve(context.Background(), localhost, req)
+			if res.Msg == nil {
+				t.Fatal("no reply")
+			}
+			for _, udp := range []bool{true, false} {
+				reply := finish(req, res.Msg.Copy(), res.EDE, udp)
+				b, err := reply.Pack()
+				if err != nil {
+					t.Fatalf("round %d: reply does not pack: %v\n%s", round, err, reply)
+				}
+				back := new(dns.Msg)
+				if err := back.Unpack(b); err != nil || back.Id != req.Id || len(back.Question) != 1 || back.Question[0] != req.Question[0] {
+					t.Fatalf("round %d: reply %v to query %v (%v)", round, back, req, err)
+				}
+				for _, rr := range back.Answer {
+					if c, ok := rr.(*dns.CNAME); ok && s.Policy().Decide(localhost, c.Target, dns.TypeA).Blocked() {
+						t.Fatalf("round %d: passed a CNAME into blocked %s:\n%v", round, c.Target, back)
+					}
+				}
+			}
+			buf := make([]byte, 0, maxUDPReply)
+			q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256)}
+			if out, ok := s.fastAnswer(s.state.Load(), localhost, pkt, buf, &q); ok {
+				back := new(dns.Msg)
+				if err := back.Unpack(out); err != nil || back.Id != req.Id {
+					t.Fatalf("fast path reply %v (%v)", back, err)
+				}
+			}
+		}
+	})
+}
