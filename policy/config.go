@@ -42,6 +42,9 @@ type CacheSettings struct {
 	MaxTTL         time.Duration
 	MaxNegativeTTL time.Duration
 	ServfailTTL    time.Duration
+	// ServeStale is how long past its TTL an answer may still be served
+	// when every upstream fails (RFC 8767); zero: never.
+	ServeStale time.Duration
 }
 
 // AnswerSettings shape the answers synthesized for blocked names.

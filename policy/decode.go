@@ -345,6 +345,12 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 				"max_ttl":          func(v *yaml.Node) { d.duration(v, "cache.max_ttl", &s.Cache.MaxTTL) },
 				"max_negative_ttl": func(v *yaml.Node) { d.duration(v, "cache.max_negative_ttl", &s.Cache.MaxNegativeTTL) },
 				"servfail_ttl":     func(v *yaml.Node) { d.duration(v, "cache.servfail_ttl", &s.Cache.ServfailTTL) },
+				"serve_stale": func(v *yaml.Node) {
+					d.duration(v, "cache.serve_stale", &s.Cache.ServeStale)
+					if s.Cache.ServeStale > 7*24*time.Hour {
+						d.errorf(v, "cache.serve_stale: %s is above a week (RFC 8767 suggests 1 to 3 days)", s.Cache.ServeStale)
+					}
+				},
 			})
 			if s.Cache.MinTTL > s.Cache.MaxTTL {
 				d.errorf(v, "cache: min_ttl %s is above max_ttl %s", s.Cache.MinTTL, s.Cache.MaxTTL)

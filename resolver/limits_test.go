@@ -432,3 +432,54 @@ func TestRejectsKeepQuestionAndOPT(t *testing.T) {
 		}
 	}
 }
+
+// TestServeStale lets a cached answer expire while the upstream is down:
+// with cache.serve_stale it is served with TTL 30 and EDE 3 until
+// serve_stale has passed, then SERVFAIL; without it, SERVFAIL at once.
+func TestServeStale(t *testing.T) {
+	for _, stale := range []bool{true, false} {
+		t.Run(fmt.Sprintf("serve_stale=%v", stale), func(t *testing.T) {
+			src := testPolicy
+			if stale {
+				src += "cache: {serve_stale: 1h}\n"
+			}
+			p, err := policy.Parse("stale.yaml", []byte(src), policy.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+			var down bool
+			up := &fakeUpstream{exchange: func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+				if down {
+					return nil, fmt.Errorf("forward: %w", os.ErrDeadlineExceeded)
+				}
+				return answerFrom(t, "www.example.com. 300 IN A 192.0.2.1")(ctx, q)
+			}}
+			s, err := New(p, Config{Now: func() time.Time { return now }, NewUpstream: func([]string, time.Duration) upstream.Exchanger { return up }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ask := func() (*dns.Msg, *dns.EDNS0_EDE) {
+				req := query("www.example.com.", dns.TypeA, true)
+				res := s.Resolve(t.Context(), localhost, req)
+				r := finish(req, res.Msg, res.EDE, true)
+				return r, failureEDE(r)
+			}
+			ask()
+			down = true
+			now = now.Add(301 * time.Second)
+			r, ede := ask()
+			if stale {
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Ttl != staleTTL || ede == nil || ede.InfoCode != dns.ExtendedErrorCodeStaleAnswer {
+					t.Errorf("expired, upstream down: %v, EDE %v; want the answer with TTL 30 and EDE 3", r, ede)
+				}
+			} else if r.Rcode != dns.RcodeServerFailure {
+				t.Errorf("expired, upstream down, no serve_stale: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+			}
+			now = now.Add(time.Hour)
+			if r, _ := ask(); r.Rcode != dns.RcodeServerFailure {
+				t.Errorf("past serve_stale: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+			}
+		})
+	}
+}

@@ -203,6 +203,7 @@ func (s *Server) Reload(p *policy.Policy) error {
 			MaxTTL:         p.Cache.MaxTTL,
 			MaxNegativeTTL: p.Cache.MaxNegativeTTL,
 			ServfailTTL:    p.Cache.ServfailTTL,
+			ServeStale:     p.Cache.ServeStale,
 			Counters:       &s.cacheCounts,
 		}, s.now)
 	}
@@ -360,6 +361,19 @@ func notCached(req *dns.Msg) Result {
 		"typoguard: not in the cache, and the query asks for no recursion (RD clear)", ReasonRefused)
 }
 
+// staleTTL is the TTL of an answer served stale (RFC 8767 §4).
+const staleTTL = 30
+
+// staleEDE is the Stale Answer EDE that exchange puts in the OPT of an
+// answer it served stale, or nil. An upstream's own OPT never has it: the
+// cache keeps none.
+func staleEDE(m *dns.Msg) *dns.EDNS0_EDE {
+	if e := failureEDE(m); e != nil && e.InfoCode == dns.ExtendedErrorCodeStaleAnswer && strings.HasPrefix(e.ExtraText, "typoguard: ") {
+		return e
+	}
+	return nil
+}
+
 // overShare is the answer to a query whose route has no place left for it
 // to wait in: never queued, it is answered SERVFAIL at once.
 func overShare(req *dns.Msg, pl *Plan) Result {
@@ -377,7 +391,11 @@ func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client net
 	if reply.Rcode == dns.RcodeServerFailure {
 		return Result{Msg: reply, EDE: failureEDE(reply), Reason: ReasonFailed, Decision: d}
 	}
-	return s.inspected(snap, client, req, d, reply, ReasonResolved)
+	res := s.inspected(snap, client, req, d, reply, ReasonResolved)
+	if res.EDE == nil && res.Msg == reply {
+		res.EDE = staleEDE(reply) // the one EDE an answer from the upstreams' side carries
+	}
+	return res
 }
 
 // inspected is the result for an upstream reply (from the cache or not):
@@ -466,6 +484,17 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dn
 		}
 		q.SetEdns0(ednsSize, key.DO)
 		reply, err := up.Exchange(context.WithoutCancel(ctx), q)
+		failed := err != nil || reply.Rcode == dns.RcodeServerFailure || reply.Rcode == dns.RcodeRefused
+		if failed && snap.cache != nil {
+			// RFC 8767: an answer past its TTL, within cache.serve_stale,
+			// rather than a failure.
+			if stale, ok := snap.cache.Stale(key, staleTTL); ok {
+				s.log.Warn("every upstream failed; answering from the cache, stale", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err)
+				stale.Extra = append(stale.Extra, &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT},
+					Option: []dns.EDNS0{&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "typoguard: the upstreams failed; this answer is past its TTL"}}})
+				return stale, nil
+			}
+		}
 		if err != nil {
 			s.log.Warn("every upstream failed; answering SERVFAIL", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err)
 		}

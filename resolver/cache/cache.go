@@ -85,6 +85,9 @@ type Config struct {
 	// ServfailTTL is how long a SERVFAIL reply is kept, at most five
 	// minutes (RFC 2308 §7.1); zero keeps none.
 	ServfailTTL time.Duration
+	// ServeStale is how long past its TTL a reply is kept for Stale (RFC
+	// 8767); zero keeps none.
+	ServeStale time.Duration
 	// Counters count the cache's hits, misses and evictions; nil: counters
 	// of its own. A server hands the same Counters to each cache it makes,
 	// so that its counts run for its whole life, across reloads that
@@ -338,12 +341,14 @@ func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 	}
 	age := max(now.Sub(e.stored), 0)
 	if age >= e.ttl {
-		// Another Set may have replaced e since the Peek; keep that one.
-		sh.lock.lock()
-		if cur, ok := sh.entries.Peek(k); ok && cur == e {
-			sh.entries.Remove(k)
+		if age >= e.ttl+c.cfg.ServeStale {
+			// Another Set may have replaced e since the Peek; keep that one.
+			sh.lock.lock()
+			if cur, ok := sh.entries.Peek(k); ok && cur == e {
+				sh.entries.Remove(k)
+			}
+			sh.lock.unlock()
 		}
-		sh.lock.unlock()
 		return Hit{}, false
 	}
 	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), Leads: e.leads, memo: &e.memo, lane: lane}, true
@@ -417,6 +422,35 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	if evicted {
 		c.count.stripes[0].evictions.Add(1)
 	}
+}
+
+// Stale returns a copy of the reply stored under k when it is past its TTL
+// but within Config.ServeStale, every record's TTL set to ttl (RFC 8767
+// §4), for a reader whose upstreams failed; a SERVFAIL is never served so.
+func (c *Cache) Stale(k Key, ttl uint32) (*dns.Msg, bool) {
+	if c.shards == nil || c.cfg.ServeStale <= 0 {
+		return nil, false
+	}
+	k.Name = canonical(k.Name)
+	sh := c.shardOf(k)
+	sh.lock.rlock(0)
+	e, ok := sh.entries.Peek(k)
+	sh.lock.runlock(0)
+	if !ok || e.msg.Rcode == dns.RcodeServerFailure {
+		return nil, false
+	}
+	if age := max(c.now().Sub(e.stored), 0); age < e.ttl || age >= e.ttl+c.cfg.ServeStale {
+		return nil, false
+	}
+	m := e.msg.Copy()
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range section {
+			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
+				h.Ttl = ttl
+			}
+		}
+	}
+	return m, true
 }
 
 // Target returns the name rr leads to, if it leads anywhere: a CNAME or
