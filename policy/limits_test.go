@@ -71,7 +71,7 @@ func TestLimitErrors(t *testing.T) {
 		{"rate_limit qps zero", "rate_limit: {qps: 0}\n", "rate_limit.qps: 0 is not a positive number"},
 		{"rate_limit qps fraction", "rate_limit: {qps: 2.5}\n", "rate_limit.qps: want a whole number, got a number"},
 		{"rate_limit exempt bad", "rate_limit: {qps: 10, exempt: [localhost]}\n", `rate_limit.exempt: bad IP address or CIDR "localhost"`},
-		{"serve_stale too long", "cache: {serve_stale: 200h}\n", "p.yaml:1:23: cache.serve_stale: 200h0m0s is above a week"},
+		{"serve_stale too long", "cache: {serve_stale: 200h}\n", "p.yaml:1:22: cache.serve_stale: 200h0m0s is above a week"},
 		{"serve_stale not a duration", "cache: {serve_stale: yes}\n", `p.yaml:1:22: cache.serve_stale: bad duration "yes"`},
 	}
 	for _, tc := range tests {
