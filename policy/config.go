@@ -20,9 +20,9 @@ type Settings struct {
 	Answers         AnswerSettings
 	Lookalikes      LookalikeSettings
 	Explainer       ExplainerSettings
-	RPZ             RPZSettings       // parsed and checked; not served by this version
-	Limits          LimitSettings     // parsed and checked; not applied by this version
-	RateLimit       RateLimitSettings // parsed and checked; not applied by this version
+	RPZ             RPZSettings   // parsed and checked; not served by this version
+	Limits          LimitSettings // parsed and checked; not applied by this version
+	RateLimit       RateLimitSettings
 	Tests           []TestCase
 	Metrics         string // host:port of the Prometheus listener; "" = off
 	Log             LogSettings

@@ -22,8 +22,7 @@ func defaultLimits() LimitSettings {
 	return LimitSettings{UpstreamInflight: 2048, TCPConnections: 1000, TCPPerClient: 32}
 }
 
-// RateLimitSettings bound the queries one client address may send. This
-// version parses and checks them but does not rate-limit.
+// RateLimitSettings bound the queries one client address may send over UDP.
 type RateLimitSettings struct {
 	QPS    int            // queries a second per client address; 0: no rate limit
 	Burst  int            // queries a client may send at once; at least QPS, default twice it
@@ -98,11 +97,4 @@ func (d *decoder) rateLimit(v *yaml.Node) RateLimitSettings {
 		d.errorf(burst, "rate_limit.burst: %d is below qps %d", r.Burst, r.QPS)
 	}
 	return r
-}
-
-// warnLimits says that a rate_limit section is checked but not acted on.
-func (c *compiler) warnLimits() {
-	if r := c.p.RateLimit; r.Configured() {
-		c.warnf(r.Pos, "rate_limit: parsed and checked, but not enforced by this version of typoguard: queries are not rate-limited")
-	}
 }

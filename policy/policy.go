@@ -492,7 +492,6 @@ func (c *compiler) warn() {
 	c.warnLookalikes()
 	c.warnExplainer()
 	c.warnRPZ()
-	c.warnLimits()
 }
 
 // findShadowed counts, for every rule, the domains on which an earlier rule

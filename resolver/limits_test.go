@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -483,3 +485,94 @@ func TestServeStale(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitOverUDP sends a client's queries faster than rate_limit
+// allows: the first burst are answered, the rest get a bare truncated
+// reply (TC, the question, no records), counted; a client in the exempt
+// list is never limited; and a bucket refills with time.
+func TestRateLimitOverUDP(t *testing.T) {
+	up := &fakeUpstream{exchange: answerFrom(t, "www.example.com. 300 IN A 192.0.2.1")}
+	obs := &rateCounter{}
+	p, err := policy.Parse("rl.yaml", []byte(testPolicy+"rate_limit: {qps: 5, burst: 5, exempt: [127.0.0.2/32]}\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(p, Config{Observer: obs, NewUpstream: func([]string, time.Duration) upstream.Exchanger { return up }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, s, "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(addr)
+	ask := func(from string) (answered, truncated int) {
+		d := net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("udp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		co := &dns.Conn{Conn: c}
+		for range 20 {
+			q := query("www.example.com.", dns.TypeA, false)
+			co.SetDeadline(time.Now().Add(2 * time.Second))
+			if err := co.WriteMsg(q); err != nil {
+				t.Fatal(err)
+			}
+			r, err := co.ReadMsg()
+			if err != nil {
+				t.Fatalf("from %s: %v", from, err)
+			}
+			switch {
+			case r.Truncated && len(r.Answer) == 0 && len(r.Question) == 1 && r.Id == q.Id:
+				truncated++
+			case !r.Truncated && len(r.Answer) == 1:
+				answered++
+			default:
+				t.Fatalf("from %s: reply %v", from, r)
+			}
+		}
+		return answered, truncated
+	}
+	// Twenty queries in well under a second: five, and perhaps one more
+	// token refilled meanwhile, are answered.
+	if a, tr := ask("127.0.0.1"); a < 5 || a > 7 || a+tr != 20 {
+		t.Errorf("limited client: %d answered, %d truncated; want 5 to 7 answered", a, tr)
+	}
+	if n := obs.limited.Load(); n < 13 {
+		t.Errorf("%d rate-limited queries observed, want the truncated ones", n)
+	}
+	if a, _ := ask("127.0.0.2"); a != 20 {
+		t.Errorf("exempt client: %d of 20 answered", a)
+	}
+}
+
+// TestRateLimiterRefills holds one client to its rate over a clock of the
+// test's, and keeps another client apart.
+func TestRateLimiterRefills(t *testing.T) {
+	r := newRateLimiter(policy.RateLimitSettings{QPS: 10, Burst: 2})
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	now := int64(1e9)
+	for i, want := range []bool{true, true, false, false} {
+		if got := r.allow(a, now); got != want {
+			t.Fatalf("query %d at once: allowed %v, want %v", i, got, want)
+		}
+	}
+	if !r.allow(b, now) {
+		t.Error("another client was held by the first one's rate")
+	}
+	// Another address in the same IPv6 /56 shares its bucket.
+	if !r.allow(netip.MustParseAddr("2001:db8::2"), now) || r.allow(netip.MustParseAddr("2001:db8:0:ff::9"), now) {
+		t.Error("an IPv6 client's /56 is not one bucket")
+	}
+	now += 1e8 // a tenth of a second: one token at 10 a second
+	if !r.allow(a, now) || r.allow(a, now) {
+		t.Error("a tenth of a second did not refill exactly one token")
+	}
+}
+
+// rateCounter is an Observer that counts rate-limited queries.
+type rateCounter struct {
+	nopObserver
+	limited atomic.Int64
+}
+
+func (c *rateCounter) RateLimited() { c.limited.Add(1) }

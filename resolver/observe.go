@@ -31,6 +31,9 @@ type Observer interface {
 	Upstream(addr string, rtt time.Duration, err error)
 	// Panic is called when answering a query panicked.
 	Panic()
+	// RateLimited is called once per query answered truncated because its
+	// client is over rate_limit.
+	RateLimited()
 }
 
 // nopObserver observes nothing.
@@ -41,6 +44,7 @@ func (nopObserver) Block(int, policy.Decision)            {}
 func (nopObserver) PolicyLoaded(*policy.Policy)           {}
 func (nopObserver) Upstream(string, time.Duration, error) {}
 func (nopObserver) Panic()                                {}
+func (nopObserver) RateLimited()                          {}
 
 // CacheStats returns the cache's counters since the server started, across
 // reloads that replaced the cache, and the entries it holds now.

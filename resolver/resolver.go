@@ -102,6 +102,11 @@ type Server struct {
 	inflight  sync.WaitGroup
 	// misses hands UDP queries that need the upstreams to idle workers.
 	misses chan *pending
+	// rateLimited counts UDP queries answered truncated for their
+	// client's rate; the summary logs what it added.
+	rateLimited atomic.Uint64
+	stopOnce    sync.Once
+	stopped     chan struct{} // closed by Shutdown
 }
 
 // snapshot is everything one query reads, swapped whole on reload.
@@ -111,6 +116,7 @@ type snapshot struct {
 	// entries while this policy is in force (see fastAnswer).
 	gen   uint64
 	cache *cache.Cache // nil: caching off
+	rate  *rateLimiter // nil: no rate limit
 	// plans says what each rule does with a query, with the exchanger of
 	// every forwarding plan attached.
 	plans plans
@@ -122,7 +128,7 @@ type snapshot struct {
 
 // New makes a server for the compiled policy p.
 func New(p *policy.Policy, cfg Config) (*Server, error) {
-	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream, obs: cfg.Observer, misses: make(chan *pending)}
+	s := &Server{log: cfg.Logger, now: cfg.Now, sys: cfg.SystemUpstreams, newUp: cfg.NewUpstream, obs: cfg.Observer, misses: make(chan *pending), stopped: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -206,6 +212,11 @@ func (s *Server) Reload(p *policy.Policy) error {
 			ServeStale:     p.Cache.ServeStale,
 			Counters:       &s.cacheCounts,
 		}, s.now)
+	}
+	if old != nil && old.rate != nil && old.rate.sameSettings(p.RateLimit) {
+		snap.rate = old.rate // its buckets go on
+	} else {
+		snap.rate = newRateLimiter(p.RateLimit)
 	}
 	s.obs.PolicyLoaded(p)
 	s.state.Store(snap)

@@ -184,6 +184,7 @@ func (s *Server) Serve() error {
 			errc <- newUDPLoop(s, u, i%cache.Lanes).run()
 		}()
 	}
+	go s.summarizeRateLimit()
 	var first error
 	for range len(servers) + len(udp) {
 		if err := <-errc; err != nil && first == nil {
@@ -201,6 +202,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	servers, udp := s.servers, s.udp
 	s.servers, s.udp = nil, nil
 	s.serversMu.Unlock()
+	s.stopOnce.Do(func() { close(s.stopped) })
 	var errs []error
 	for _, srv := range servers {
 		srv.close()

@@ -94,6 +94,7 @@ type udpLoop struct {
 	sendTo     int // the header after the last
 	n          int
 	errno      syscall.Errno
+	now        int64 // when the batch was read, in Unix nanoseconds
 	// The loop writes its fields at every query: padding keeps another
 	// loop, allocated next to it, off its first and last cache lines.
 	_ [64]byte
@@ -181,6 +182,7 @@ func (l *udpLoop) run() error {
 			}
 			return os.NewSyscallError("recvmmsg", l.errno)
 		}
+		l.now = time.Now().UnixNano() // one reading of the clock a batch
 		k := 0
 		for i := range l.n {
 			if l.serve(i, k) {
@@ -233,7 +235,20 @@ func (l *udpLoop) serve(i, k int) bool {
 		// IPV6_PKTINFO name the local address and interface both ways.
 		oob = l.inOOB[i][:in.Hdr.Controllen]
 	}
-	reply, ok := l.s.fastAnswer(l.s.state.Load(), client, pkt, buf, &l.q)
+	snap := l.s.state.Load()
+	if snap.rate != nil && !snap.rate.allow(client, l.now) {
+		// Over its rate: a bare truncated reply, which a real client
+		// retries over TCP and which gives a spoofed victim nothing.
+		l.s.rateLimited.Add(1)
+		l.s.obs.RateLimited()
+		reply := truncatedReply(pkt, buf, &l.q)
+		if reply == nil {
+			return false
+		}
+		l.fill(k, i, reply, oob)
+		return true
+	}
+	reply, ok := l.s.fastAnswer(snap, client, pkt, buf, &l.q)
 	if !ok {
 		var pend *pending
 		reply, pend = l.s.answerUDP(client, pkt, buf)
@@ -250,16 +265,36 @@ func (l *udpLoop) serve(i, k int) bool {
 			return false
 		}
 	}
+	l.fill(k, i, reply, oob)
+	return true
+}
+
+// fill puts reply to query i in slot k of the batch's replies, to the
+// query's source, from where it came with its control message oob.
+func (l *udpLoop) fill(k, i int, reply, oob []byte) {
 	out := &l.out[k]
-	l.outName[k] = *name
-	out.Hdr.Namelen = in.Hdr.Namelen
+	l.outName[k] = l.inName[i]
+	out.Hdr.Namelen = l.in[i].Hdr.Namelen
 	l.outIov[k].Base = unsafe.SliceData(reply)
 	l.outIov[k].SetLen(len(reply))
 	if l.sock.pktinfo {
 		copy(l.outOOB[k], oob)
 		out.Hdr.SetControllen(len(oob))
 	}
-	return true
+}
+
+// truncatedReply writes into buf the reply to a rate-limited query: its
+// header and question, QR, TC and RA set, no records. It returns nil for
+// a datagram not to answer.
+func truncatedReply(pkt, buf []byte, q *wireQuery) []byte {
+	if !parseWireQuery(pkt, q) {
+		return nil
+	}
+	out := append(buf[:0], pkt[:q.qEnd]...)
+	out[2] = 0x80 | 0x02 | pkt[2]&0x01 // QR, TC, RD as asked; opcode QUERY
+	out[3] = 0x80                      // RA, RCODE NOERROR
+	out[6], out[7], out[8], out[9], out[10], out[11] = 0, 0, 0, 0, 0, 0
+	return out
 }
 
 // udpAddrOf is the address of sa, whose IP is ip, for a reply sent alone.

@@ -33,6 +33,7 @@ type metrics struct {
 	upstreamLatency *prometheus.HistogramVec
 	reloads         *prometheus.CounterVec
 	panics          prometheus.Counter
+	rateLimited     prometheus.Counter
 
 	explainerRefused *prometheus.CounterVec
 	explainerConns   *prometheus.CounterVec
@@ -62,6 +63,10 @@ func newMetrics() *metrics {
 			Name: "typoguard_reloads_total",
 			Help: "Policy reloads, by result (success or failure).",
 		}, []string{"result"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "typoguard_rate_limited_total",
+			Help: "UDP queries answered truncated (TC set, no records) because their client was over rate_limit.",
+		}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "typoguard_panics_total",
 			Help: "Queries whose handling panicked; each was answered SERVFAIL.",
@@ -90,7 +95,7 @@ func newMetrics() *metrics {
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.queries, m.blocks, m.upstreamTries, m.upstreamErrors, m.upstreamLatency, m.reloads, m.panics, info,
+	m.reg.MustRegister(m.queries, m.blocks, m.upstreamTries, m.upstreamErrors, m.upstreamLatency, m.reloads, m.panics, m.rateLimited, info,
 		m.explainerRefused, m.explainerConns, m.explainerEvicted, m.explainerErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
@@ -172,6 +177,9 @@ func (m *metrics) Upstream(addr string, rtt time.Duration, err error) {
 
 // Panic implements resolver.Observer.
 func (m *metrics) Panic() { m.panics.Inc() }
+
+// RateLimited implements resolver.Observer.
+func (m *metrics) RateLimited() { m.rateLimited.Inc() }
 
 // typeLabel names a query type, folding the ones without a mnemonic into
 // "other" so a client cannot grow the label set.

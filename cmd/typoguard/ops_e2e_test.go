@@ -209,8 +209,6 @@ func TestE2EUnenforcedSectionsWarned(t *testing.T) {
 	sections := `rpz:
   listen: 127.0.0.1:5353
   zone: rpz.typoguard.internal
-rate_limit:
-  qps: 200
 `
 	g := startGuard(t, e2ePolicy(upstream, upstream, sections))
 	// warned matches the section's warning at a position other than not.
@@ -222,7 +220,7 @@ rate_limit:
 				strings.HasPrefix(at, g.file+":") && at != not
 		}
 	}
-	sectionNames := []string{"rpz", "rate_limit"}
+	sectionNames := []string{"rpz"}
 	first := map[string]string{}
 	for _, section := range sectionNames {
 		first[section] = g.waitLog(t, section+" not enforced", warned(section, ""))["at"].(string)
