@@ -253,6 +253,8 @@ func TestTCPConnectionLimits(t *testing.T) {
 	up := &fakeUpstream{exchange: answerFrom(t, "www.example.com. 300 IN A 192.0.2.1")}
 	s := routedServer(t, "upstreams: [\"127.0.0.1:1\"]\nacl: {allow: [127.0.0.0/8]}\nlimits: {tcp_connections: 3, tcp_per_client: 2}\nrules: [{name: ml, domains: [ml], action: nxdomain}]\n",
 		map[string]*fakeUpstream{"127.0.0.1:1": up})
+	obs := &tcpCounter{}
+	s.obs = obs
 	addr := serveOn(t, s, "127.0.0.1:0")
 	dial := func(from string) *dns.Conn {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
@@ -288,6 +290,9 @@ func TestTCPConnectionLimits(t *testing.T) {
 	}
 	if r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(query("www.example.com.", dns.TypeA, false), addr); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Errorf("UDP while TCP is full: %v %v", r, err)
+	}
+	if pc, tot := obs.perClient.Load(), obs.total.Load(); pc != 1 || tot != 1 {
+		t.Errorf("observed %d refused per client and %d in all, want 1 and 1", pc, tot)
 	}
 	a1.Close()
 	// The server sees the close when it next reads; give it that chance.
@@ -579,3 +584,17 @@ type rateCounter struct {
 }
 
 func (c *rateCounter) RateLimited() { c.limited.Add(1) }
+
+// tcpCounter is an Observer that counts TCP connections refused.
+type tcpCounter struct {
+	nopObserver
+	perClient, total atomic.Int64
+}
+
+func (c *tcpCounter) TCPRefused(perClient bool) {
+	if perClient {
+		c.perClient.Add(1)
+	} else {
+		c.total.Add(1)
+	}
+}

@@ -34,6 +34,9 @@ type Observer interface {
 	// RateLimited is called once per query answered truncated because its
 	// client is over rate_limit.
 	RateLimited()
+	// TCPRefused is called once per TCP connection closed on arrival, over
+	// limits.tcp_connections (perClient false) or tcp_per_client (true).
+	TCPRefused(perClient bool)
 }
 
 // nopObserver observes nothing.
@@ -45,6 +48,7 @@ func (nopObserver) PolicyLoaded(*policy.Policy)           {}
 func (nopObserver) Upstream(string, time.Duration, error) {}
 func (nopObserver) Panic()                                {}
 func (nopObserver) RateLimited()                          {}
+func (nopObserver) TCPRefused(bool)                       {}
 
 // CacheStats returns the cache's counters since the server started, across
 // reloads that replaced the cache, and the entries it holds now.

@@ -45,13 +45,15 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		lim := l.s.state.Load().policy.Limits
 		client := addrOf(c.RemoteAddr())
 		l.mu.Lock()
-		over := l.total >= lim.TCPConnections || l.per[client] >= lim.TCPPerClient
+		overTotal := l.total >= lim.TCPConnections
+		over := overTotal || l.per[client] >= lim.TCPPerClient
 		if !over {
 			l.total++
 			l.per[client]++
 		}
 		l.mu.Unlock()
 		if over {
+			l.s.obs.TCPRefused(!overTotal)
 			_ = c.Close()
 			continue
 		}

@@ -34,6 +34,7 @@ type metrics struct {
 	reloads         *prometheus.CounterVec
 	panics          prometheus.Counter
 	rateLimited     prometheus.Counter
+	tcpRefused      *prometheus.CounterVec
 
 	explainerRefused *prometheus.CounterVec
 	explainerConns   *prometheus.CounterVec
@@ -63,6 +64,10 @@ func newMetrics() *metrics {
 			Name: "typoguard_reloads_total",
 			Help: "Policy reloads, by result (success or failure).",
 		}, []string{"result"}),
+		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "typoguard_tcp_refused_total",
+			Help: "TCP connections closed on arrival, over limits.tcp_connections (limit total) or tcp_per_client (limit per_client).",
+		}, []string{"limit"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "typoguard_rate_limited_total",
 			Help: "UDP queries answered truncated (TC set, no records) because their client was over rate_limit.",
@@ -95,11 +100,14 @@ func newMetrics() *metrics {
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.queries, m.blocks, m.upstreamTries, m.upstreamErrors, m.upstreamLatency, m.reloads, m.panics, m.rateLimited, info,
+	m.reg.MustRegister(m.queries, m.blocks, m.upstreamTries, m.upstreamErrors, m.upstreamLatency, m.reloads, m.panics, m.rateLimited, m.tcpRefused, info,
 		m.explainerRefused, m.explainerConns, m.explainerEvicted, m.explainerErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
+	}
+	for _, l := range []string{"total", "per_client"} {
+		m.tcpRefused.WithLabelValues(l)
 	}
 	return m
 }
@@ -180,6 +188,15 @@ func (m *metrics) Panic() { m.panics.Inc() }
 
 // RateLimited implements resolver.Observer.
 func (m *metrics) RateLimited() { m.rateLimited.Inc() }
+
+// TCPRefused implements resolver.Observer.
+func (m *metrics) TCPRefused(perClient bool) {
+	limit := "total"
+	if perClient {
+		limit = "per_client"
+	}
+	m.tcpRefused.WithLabelValues(limit).Inc()
+}
 
 // typeLabel names a query type, folding the ones without a mnemonic into
 // "other" so a client cannot grow the label set.
