@@ -598,3 +598,31 @@ func (c *tcpCounter) TCPRefused(perClient bool) {
 		c.total.Add(1)
 	}
 }
+
+// TestTCPKeepalive asks over TCP with the edns-tcp-keepalive option: the
+// reply gives the idle timeout (RFC 7828); over UDP it never does.
+func TestTCPKeepalive(t *testing.T) {
+	s := newTestServer(t, testPolicy, &fakeUpstream{exchange: answerFrom(t)})
+	addr := serveOn(t, s, "127.0.0.1:0")
+	for _, network := range []string{"tcp", "udp"} {
+		q := query("army.ml.", dns.TypeMX, true)
+		q.IsEdns0().Option = append(q.IsEdns0().Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE})
+		r, _, err := (&dns.Client{Net: network, Timeout: 2 * time.Second}).Exchange(q, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var timeout uint16
+		found := false
+		for _, o := range r.IsEdns0().Option {
+			if k, ok := o.(*dns.EDNS0_TCP_KEEPALIVE); ok {
+				found, timeout = true, k.Timeout
+			}
+		}
+		if network == "tcp" && (!found || timeout != 100) {
+			t.Errorf("over TCP: keepalive %v with timeout %d, want 100 (10 s)", found, timeout)
+		}
+		if network == "udp" && found {
+			t.Error("over UDP: the reply carries edns-tcp-keepalive (RFC 7828 §3.2.1 forbids it)")
+		}
+	}
+}

@@ -582,7 +582,11 @@ func finish(req, m *dns.Msg, ede *dns.EDNS0_EDE, udp bool) *dns.Msg {
 	if clientOPT != nil {
 		opt := replyOPT(clientOPT.Do())
 		if ede != nil {
-			opt.Option = []dns.EDNS0{ede}
+			opt.Option = append(opt.Option, ede)
+		}
+		if !udp && askedKeepalive(clientOPT) {
+			// RFC 7828 §3.3.2: the idle timeout, in units of 100 ms.
+			opt.Option = append(opt.Option, &dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE, Timeout: uint16(tcpIdleTimeout / (100 * time.Millisecond))})
 		}
 		m.Extra = append(m.Extra, opt)
 	}
@@ -603,6 +607,17 @@ func finish(req, m *dns.Msg, ede *dns.EDNS0_EDE, udp bool) *dns.Msg {
 		m.Truncated = false
 	}
 	return m
+}
+
+// askedKeepalive reports whether a client's OPT carries the
+// edns-tcp-keepalive option, which asks the server's idle timeout.
+func askedKeepalive(opt *dns.OPT) bool {
+	for _, o := range opt.Option {
+		if o.Option() == dns.EDNS0TCPKEEPALIVE {
+			return true
+		}
+	}
+	return false
 }
 
 // AuditLine is one block or would-block, as the audit log records it.
