@@ -626,3 +626,20 @@ func TestTCPKeepalive(t *testing.T) {
 		}
 	}
 }
+
+// TestTCPShortMessageCloses sends a length shorter than a DNS header:
+// the connection is closed at once, not read on.
+func TestTCPShortMessageCloses(t *testing.T) {
+	s := newTestServer(t, testPolicy, &fakeUpstream{exchange: answerFrom(t)})
+	addr := serveOn(t, s, "127.0.0.1:0")
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0, 0, 0, 3, 1, 2, 3})
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a zero-length message left the connection open (err %v)", err)
+	}
+}

@@ -101,10 +101,14 @@ func (t *tcpServer) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, length[:]); err != nil {
 			break
 		}
+		n := binary.BigEndian.Uint16(length[:])
+		if n < 12 {
+			break // shorter than a header: no DNS client sends that
+		}
 		// The message, once begun, must arrive whole within the read
 		// timeout: a client trickling bytes is let go.
 		_ = c.SetReadDeadline(time.Now().Add(tcpReadTimeout))
-		pkt := make([]byte, binary.BigEndian.Uint16(length[:]))
+		pkt := make([]byte, n)
 		if _, err := io.ReadFull(c, pkt); err != nil {
 			break
 		}
