@@ -347,14 +347,7 @@ func BenchmarkFastHitParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		buf := make([]byte, 0, maxUDPReply)
 		// Each goroutine is a serving loop, with its own lane.
-		// Padded as a serving loop's is, so that no two goroutines write
-		// one cache line.
-		l := &struct {
-			_ [64]byte
-			q wireQuery
-			_ [64]byte
-		}{q: wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256), lane: int(lanes.Add(1)-1) % cache.Lanes}}
-		q := &l.q
+		q := laneQuery(&lanes)
 		i := rand.IntN(64)
 		for pb.Next() {
 			i = (i + 1) % 64
@@ -408,13 +401,9 @@ func BenchmarkFastBlockedParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		buf := make([]byte, 0, maxUDPReply)
-		l := &struct {
-			_ [64]byte
-			q wireQuery
-			_ [64]byte
-		}{q: wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256), lane: int(lanes.Add(1)-1) % cache.Lanes}}
+		q := laneQuery(&lanes)
 		for pb.Next() {
-			if _, ok := s.fastAnswer(snap, localhost, pkt, buf, &l.q); !ok {
+			if _, ok := s.fastAnswer(snap, localhost, pkt, buf, q); !ok {
 				b.Fatal("not answered by the fast path")
 			}
 		}
@@ -455,4 +444,16 @@ func TestFastPathMemoEndsWithPolicy(t *testing.T) {
 	if !ok || m.Unpack(out) != nil || m.Rcode != dns.RcodeNameError {
 		t.Fatalf("after the reload: answered %v, %v; want NXDOMAIN", ok, m)
 	}
+}
+
+// laneQuery is a parallel benchmark goroutine's query buffer, on the next
+// lane, as a serving loop's is; padded so that no two goroutines write one
+// cache line.
+func laneQuery(lanes *atomic.Int64) *wireQuery {
+	l := &struct {
+		_ [64]byte
+		q wireQuery
+		_ [64]byte
+	}{q: wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256), lane: int(lanes.Add(1)-1) % cache.Lanes}}
+	return &l.q
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"maps"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,20 +25,7 @@ func TestQueryCountsSumLanes(t *testing.T) {
 	q.add(99, 1, 0)    // a lane out of range still counts
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(q)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			got[labels["type"]+" "+labels["rcode"]] = m.GetCounter().GetValue()
-		}
-	}
+	got := gather(t, reg, "type", "rcode")
 	want := map[string]float64{"A NOERROR": 4, "other NOERROR": 2, "MX NXDOMAIN": 1}
 	if !maps.Equal(got, want) {
 		t.Errorf("typoguard_queries_total series %v, want %v", got, want)
@@ -72,8 +60,9 @@ func TestBlockCountsAcrossReload(t *testing.T) {
 	}
 }
 
-// gather returns the value of every series on reg by the value of label.
-func gather(t *testing.T, reg *prometheus.Registry, label string) map[string]float64 {
+// gather returns the value of every series on reg, by the values of
+// labels joined with spaces.
+func gather(t *testing.T, reg *prometheus.Registry, labels ...string) map[string]float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -82,11 +71,15 @@ func gather(t *testing.T, reg *prometheus.Registry, label string) map[string]flo
 	got := map[string]float64{}
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
+			values := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == label {
-					got[l.GetValue()] = m.GetCounter().GetValue()
-				}
+				values[l.GetName()] = l.GetValue()
 			}
+			var key []string
+			for _, l := range labels {
+				key = append(key, values[l])
+			}
+			got[strings.Join(key, " ")] = m.GetCounter().GetValue()
 		}
 	}
 	return got
