@@ -35,7 +35,7 @@ var (
 
 func bigOptions() Options {
 	bigOnce.Do(func() { bigData = bigList(1_000_000) })
-	return Options{Now: testNow, ReadFile: func(string) ([]byte, error) { return bigData, nil }}
+	return Options{Now: testNow, OpenList: listsFrom(func(string) ([]byte, error) { return bigData, nil })}
 }
 
 func BenchmarkDecide(b *testing.B) {
@@ -111,7 +111,7 @@ func TestLoad1MDomainsFromFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "policy.yaml")
-	p, err := Parse(file, bigPolicy, Options{Now: testNow, ReadFile: os.ReadFile})
+	p, err := Parse(file, bigPolicy, Options{Now: testNow, OpenList: listsFrom(os.ReadFile)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ type Settings struct {
 	Answers         AnswerSettings
 	Lookalikes      LookalikeSettings
 	Explainer       ExplainerSettings
-	RPZ             RPZSettings   // parsed and checked; not served by this version
-	Limits          LimitSettings // parsed and checked; not applied by this version
+	RPZ             RPZSettings // parsed and checked; not served by this version
+	Limits          LimitSettings
 	RateLimit       RateLimitSettings
 	Tests           []TestCase
 	Metrics         string // host:port of the Prometheus listener; "" = off

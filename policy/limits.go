@@ -12,6 +12,8 @@ type LimitSettings struct {
 	UpstreamInflight int      // queries waiting on upstreams at once, shared evenly per route; default 2048 (about 16 KiB each)
 	TCPConnections   int      // client TCP connections open at once; default 1000
 	TCPPerClient     int      // of those, from one client address; default 32, at most TCPConnections
+	ListBytes        int      // the largest domains_from file read; default MaxListBytes
+	ListDomains      int      // domains all lists together may hold; default MaxDomains
 	Pos              Position // of the limits section; zero when absent
 }
 
@@ -19,7 +21,7 @@ type LimitSettings struct {
 func (l LimitSettings) Configured() bool { return l.Pos.Line > 0 }
 
 func defaultLimits() LimitSettings {
-	return LimitSettings{UpstreamInflight: 2048, TCPConnections: 1000, TCPPerClient: 32}
+	return LimitSettings{UpstreamInflight: 2048, TCPConnections: 1000, TCPPerClient: 32, ListBytes: MaxListBytes, ListDomains: MaxDomains}
 }
 
 // RateLimitSettings bound the queries one client address may send over UDP.
@@ -47,6 +49,8 @@ func (d *decoder) limits(v *yaml.Node) LimitSettings {
 				perClient = v
 			}
 		},
+		"list_bytes":   func(v *yaml.Node) { d.positive(v, "limits.list_bytes", &l.ListBytes) },
+		"list_domains": func(v *yaml.Node) { d.positive(v, "limits.list_domains", &l.ListDomains) },
 	})
 	if !section(v) {
 		return defaultLimits()

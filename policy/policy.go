@@ -1,7 +1,7 @@
 // Package policy reads typoguard's YAML policy file and decides, for a
 // client, a query name and a record type, what typoguard answers.
 //
-// It does no I/O of its own (list files are read through Options.ReadFile)
+// It does no I/O of its own (list files are read through Options.OpenList)
 // and knows nothing of the DNS wire format: a compiled Policy is immutable,
 // safe for concurrent use, and decides without allocating.
 package policy
@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"path"
@@ -23,9 +24,12 @@ import (
 
 // Options control how a policy file is loaded.
 type Options struct {
-	// ReadFile reads a domains_from list; its path is already joined to the
-	// policy file's directory. Nil: a policy with domains_from is an error.
-	ReadFile func(name string) ([]byte, error)
+	// OpenList opens a domains_from list, which is then read once, start to
+	// end, a line at a time; its path is already joined to the policy
+	// file's directory. size is the file's length when known (else 0): it
+	// only sizes the domain table. Nil: a policy with domains_from is an
+	// error.
+	OpenList func(name string) (r io.ReadCloser, size int64, err error)
 	// Now is the clock for exception expiry; nil means time.Now.
 	Now func() time.Time
 	// SkipExpired loads a policy whose exceptions have expired, leaving those
@@ -33,9 +37,6 @@ type Options struct {
 	// check treats them as errors. A running resolver uses it so an expired
 	// exception stops applying instead of keeping the old policy alive.
 	SkipExpired bool
-	// MaxDomains bounds the domains the rules' lists may hold; zero means
-	// the default, MaxDomains.
-	MaxDomains int
 }
 
 // Policy is a compiled, immutable policy file.
@@ -123,7 +124,8 @@ type compiler struct {
 	p    *Policy
 	opts Options
 	now  time.Time
-	// domains counts the list domains read so far, against MaxDomains.
+	// domains counts the list domains read so far, against
+	// limits.list_domains.
 	domains int
 	// shadowed counts, per rule, the domains an earlier rule always decides.
 	shadowed []int
@@ -133,20 +135,22 @@ type compiler struct {
 // ExpirySoon is how close to its expiry a rule is warned about.
 const ExpirySoon = 14 * 24 * time.Hour
 
-// maxListErrors bounds the errors reported for one list file.
-const maxListErrors = 50
-
 // Bounds on what a policy may make typoguard read and hold; over them the
 // policy is refused.
 const (
 	// MaxPolicyBytes is the largest policy file read.
 	MaxPolicyBytes = 16 << 20
-	// MaxListBytes is the largest domains_from list file read.
+	// MaxListBytes is the default of limits.list_bytes, the largest
+	// domains_from list file read.
 	MaxListBytes = 1 << 30
 	// MaxListLine is the longest line of a list file.
 	MaxListLine = 1024
-	// MaxDomains is how many domains all of a policy's lists may hold.
+	// MaxDomains is the default of limits.list_domains, how many domains
+	// all of a policy's lists may hold.
 	MaxDomains = 10_000_000
+	// MaxListErrors is how many errors one list file may have before the
+	// rest of it is not read.
+	MaxListErrors = 50
 )
 
 func (c *compiler) compile(raws []rawRule) {
@@ -156,8 +160,7 @@ func (c *compiler) compile(raws []rawRule) {
 		groups[p.ClientGroups[i].Name] = &p.ClientGroups[i]
 	}
 	names := map[string]Position{}
-	hint, hintBytes := 0, 0
-	lists := make([][][]byte, len(raws))
+	hint := 0
 	for i := range raws {
 		r := &raws[i]
 		if first, dup := names[r.Name]; dup && r.Name != "" {
@@ -179,25 +182,13 @@ func (c *compiler) compile(raws []rawRule) {
 		if r.Action == ActionSinkhole && !p.Answers.SinkholeIPv4.IsValid() && !p.Answers.SinkholeIPv6.IsValid() {
 			d.errorf(nodeAt(r.Pos), "rule %q: action sinkhole needs answers.sinkhole_ipv4 or answers.sinkhole_ipv6", r.Name)
 		}
-		for j, ln := range r.listNodes {
-			data, err := c.readList(r.DomainsFrom[j])
-			if err != nil {
-				d.errorf(ln, "domains_from: %v", err)
-				continue
-			}
-			lists[i] = append(lists[i], data)
-			hint += bytes.Count(data, []byte("\n")) + 1
-			hintBytes += len(data)
-		}
 		hint += len(r.domainNodes)
 	}
 	p.table = newTable(hint)
-	// Each entry takes its name's bytes plus 6; a list line takes at least
-	// the name plus its newline, so this rarely grows and never far over.
-	p.table.entries = make([]byte, 0, hintBytes+5*hint+64)
 	c.shadowed = make([]int, len(raws))
 	c.shadower = make([]int, len(raws))
 	p.rules = make([]Rule, len(raws))
+	var lr lineReader
 	for i := range raws {
 		r := &raws[i]
 		idx := uint32(i)
@@ -216,8 +207,19 @@ func (c *compiler) compile(raws []rawRule) {
 				r.DomainCount++
 			}
 		}
-		for j, data := range lists[i] {
-			c.addList(r, idx, c.listPath(r.DomainsFrom[j]), data, skip)
+		for j, ln := range r.listNodes {
+			f, size, err := c.openList(r.DomainsFrom[j])
+			if err == nil && size > int64(p.Limits.ListBytes) {
+				f.Close()
+				err = fmt.Errorf("cannot read %s: %d bytes, over the limit of %d (limits.list_bytes)", filepath.ToSlash(c.listPath(r.DomainsFrom[j])), size, p.Limits.ListBytes)
+			}
+			if err != nil {
+				d.errorf(ln, "domains_from: %v", err)
+				continue
+			}
+			lr.reset(f, int64(p.Limits.ListBytes))
+			c.addList(r, idx, c.listPath(r.DomainsFrom[j]), &lr, size, skip)
+			f.Close()
 		}
 		p.rules[i] = r.Rule
 	}
@@ -303,29 +305,29 @@ func ListPath(policyFile, name string) string {
 	return filepath.Join(filepath.Dir(policyFile), filepath.FromSlash(path.Clean(name)))
 }
 
-func (c *compiler) readList(name string) ([]byte, error) {
-	if c.opts.ReadFile == nil {
-		return nil, fmt.Errorf("cannot read list %s here", name)
+func (c *compiler) openList(name string) (io.ReadCloser, int64, error) {
+	if c.opts.OpenList == nil {
+		return nil, 0, fmt.Errorf("cannot read list %s here", name)
 	}
 	p := c.listPath(name)
-	data, err := c.opts.ReadFile(p)
+	f, size, err := c.opts.OpenList(p)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("cannot read %s: %w", filepath.ToSlash(p), err)
+		return nil, 0, fmt.Errorf("cannot read %s: %w", filepath.ToSlash(p), unwrapPath(err))
 	}
-	return data, nil
+	return f, size, nil
+}
+
+// unwrapPath drops the path an fs.PathError repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // maxDomains is the bound on the domains of the policy's lists.
-func (c *compiler) maxDomains() int {
-	if c.opts.MaxDomains > 0 {
-		return c.opts.MaxDomains
-	}
-	return MaxDomains
-}
+func (c *compiler) maxDomains() int { return c.p.Limits.ListDomains }
 
 // add ties one normalized domain to rule r.
 func (c *compiler) add(r *rawRule, idx uint32, name []byte, onlyBelow bool) {
@@ -339,26 +341,37 @@ func (c *compiler) add(r *rawRule, idx uint32, name []byte, onlyBelow bool) {
 }
 
 // addList adds the domains of one list file (one domain a line, '#'
-// comments, hosts-file lines such as "0.0.0.0 name" accepted) to rule r.
-func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, skip bool) {
+// comments, hosts-file lines such as "0.0.0.0 name" accepted) to rule r,
+// reading it through lr. size, when known, sizes the table for it from the
+// lines of its first buffer. After MaxListErrors errors the rest of the
+// file is not read, so a file of garbage costs no more than a few lines.
+func (c *compiler) addList(r *rawRule, idx uint32, file string, lr *lineReader, size int64, skip bool) {
+	if size > 0 && !skip {
+		c.reserve(lr.sample(), size)
+	}
 	errs := 0
-	lineNo := 0
-	for len(data) > 0 {
-		lineNo++
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
+	fail := func(msg string) bool {
+		errs++
+		c.listError(file, lr.line, msg)
+		if errs < MaxListErrors {
+			return true
 		}
-		if len(line) > MaxListLine {
-			if errs++; errs <= maxListErrors {
-				c.listError(file, lineNo, fmt.Sprintf("line is %d bytes long, over the limit of %d", len(line), MaxListLine))
+		c.listError(file, lr.line, fmt.Sprintf("%d errors: the rest of this file is not read", errs))
+		return false
+	}
+	for {
+		line, n, ok := lr.next()
+		if !ok {
+			break
+		}
+		if n > MaxListLine {
+			if !fail(fmt.Sprintf("line is %d bytes long, over the limit of %d", n, MaxListLine)) {
+				return
 			}
 			continue
 		}
 		if limit := c.maxDomains(); c.domains >= limit {
-			c.listError(file, lineNo, fmt.Sprintf("the policy's lists hold %d domains, the most a policy may: the rest of this file is not read", limit))
+			c.listError(file, lr.line, fmt.Sprintf("the policy's lists hold %d domains, the most a policy may: the rest of this file is not read", limit))
 			return
 		}
 		if i := bytes.IndexByte(line, '#'); i >= 0 {
@@ -374,8 +387,8 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, ski
 		}
 		if len(fields) > 1 || looksLikeAddr(fields[0]) {
 			if _, err := netip.ParseAddr(string(fields[0])); err != nil {
-				if errs++; errs <= maxListErrors {
-					c.listError(file, lineNo, fmt.Sprintf("want one domain, or a hosts-file line \"ADDRESS NAME...\"; got %q", line))
+				if !fail(fmt.Sprintf("want one domain, or a hosts-file line \"ADDRESS NAME...\"; got %q", line)) {
+					return
 				}
 				continue
 			}
@@ -387,8 +400,8 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, ski
 			}
 			name, below, err := normalizeListDomain(f)
 			if err != nil {
-				if errs++; errs <= maxListErrors {
-					c.listError(file, lineNo, err.Error())
+				if !fail(err.Error()) {
+					return
 				}
 				continue
 			}
@@ -397,11 +410,184 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, data []byte, ski
 				r.DomainCount++
 				continue
 			}
+			if !c.p.table.fits(name) {
+				c.listError(file, lr.line, "the policy's lists' names fill the 4 GiB a policy may hold: the rest of this file is not read")
+				return
+			}
 			c.add(r, idx, name, below)
 		}
 	}
-	if errs > maxListErrors {
-		c.listError(file, lineNo, fmt.Sprintf("%d more errors in this file not shown", errs-maxListErrors))
+	if lr.err != nil {
+		c.listError(file, lr.line+1, fmt.Sprintf("cannot read: %v", unwrapPath(lr.err)))
+	}
+}
+
+// reserve sizes the table for a list file of size bytes whose first
+// bytes are sample, from the sample's names: as many as its density says,
+// each costing its bytes plus an entry's 6 (a little over, rather than copy
+// the entries once more at the end; capacity never written costs no
+// memory).
+func (c *compiler) reserve(sample []byte, size int64) {
+	var lines, used int64
+	for rest := sample; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		if line := bytes.TrimSpace(rest[:i]); len(line) > 0 && line[0] != '#' {
+			lines++
+			used += int64(len(line))
+		}
+		rest = rest[i+1:]
+	}
+	if lines == 0 {
+		return
+	}
+	if n := int64(len(sample)); n < size {
+		lines, used = size*lines/n+1, size*used/n+1
+	}
+	lines = min(lines, int64(c.maxDomains()-c.domains))
+	c.p.table.reserve(int(lines), int(min(used+used/32+6*lines, lines*(MaxListLine+6))))
+}
+
+// lineReader reads a list file a line at a time through one reused
+// buffer, so that no line, however long, is held whole. It passes over
+// blank lines and comment lines itself: a file of nothing but those costs
+// a byte scan, not a call per line.
+type lineReader struct {
+	rd   io.Reader
+	buf  []byte
+	r, w int  // the unread bytes are buf[r:w]
+	eof  bool // rd has no more
+	err  error
+	line int   // the number of the line next returned
+	max  int64 // the bytes it may read of the file
+	left int64 // of those, not yet read
+}
+
+// listBuffer is the lineReader's buffer; it is over MaxListLine, so every
+// line short enough to use is seen whole.
+const listBuffer = 64 << 10
+
+// reset makes l read rd, of which it reads at most max bytes: more is an
+// error, as a file that grows while read.
+func (l *lineReader) reset(rd io.Reader, max int64) {
+	if l.buf == nil {
+		l.buf = make([]byte, listBuffer)
+	}
+	*l = lineReader{rd: rd, buf: l.buf, max: max, left: max}
+}
+
+// fill moves the unread bytes to the front of the buffer and reads more
+// after them, until the buffer is full or the file ends.
+func (l *lineReader) fill() {
+	l.w = copy(l.buf, l.buf[l.r:l.w])
+	l.r = 0
+	for l.w < len(l.buf) && !l.eof {
+		n, err := l.rd.Read(l.buf[l.w:])
+		l.w += n
+		if l.left -= int64(n); l.left < 0 {
+			l.w += int(l.left) // what is over the limit is not read
+			err = fmt.Errorf("over the limit of %d bytes (limits.list_bytes) once read", l.max)
+		}
+		if err != nil {
+			l.eof = true
+			if err != io.EOF {
+				l.err = err
+			}
+		}
+	}
+}
+
+// sample returns the file's first bytes, up to a buffer, leaving them unread.
+func (l *lineReader) sample() []byte {
+	if l.w == 0 && !l.eof {
+		l.fill()
+	}
+	return l.buf[l.r:l.w]
+}
+
+// next returns the next line that has something other than a comment at
+// its start, without its newline, and its length n; l.line is then its
+// number. A line longer than the buffer is read to its end but not
+// returned (line is nil, n its length). ok is false at the end of the file.
+func (l *lineReader) next() (line []byte, n int, ok bool) {
+	for {
+		if line, n, ok := l.scan(); ok {
+			return line, n, true
+		}
+		if l.eof {
+			if l.r == l.w || l.err != nil {
+				return nil, 0, false // a line a read error cut short is not used
+			}
+			line, l.r = l.buf[l.r:l.w], l.w
+			l.line++
+			return line, len(line), true
+		}
+		if l.r == 0 && l.w == len(l.buf) {
+			return nil, l.skipLong(), true
+		}
+		l.fill()
+	}
+}
+
+// scan returns the next whole line in the buffer that is neither blank
+// nor a comment, as next does; ok is false when the buffer holds none.
+// It works on locals: this loop is all a file of blank lines costs.
+func (l *lineReader) scan() (line []byte, n int, ok bool) {
+	buf, r, w, no := l.buf[:l.w], l.r, l.w, l.line
+	defer func() { l.r, l.line = r, no }()
+	for r < w {
+		if buf[r] == '\n' {
+			r++
+			no++
+			continue
+		}
+		j := r
+		for j < w && (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\r') {
+			j++
+		}
+		end := j
+		for end < w && end-r <= 16 && buf[end] != '\n' { // most lines end soon
+			end++
+		}
+		if end < w && buf[end] != '\n' {
+			i := bytes.IndexByte(buf[end:w], '\n')
+			if i < 0 {
+				return nil, 0, false // not whole in the buffer
+			}
+			end += i
+		} else if end == w {
+			return nil, 0, false
+		}
+		start := r
+		r = end + 1
+		no++
+		if (j == end || buf[j] == '#') && end-start <= MaxListLine {
+			continue // blank or a comment
+		}
+		return buf[start:end], end - start, true
+	}
+	return nil, 0, false
+}
+
+// skipLong reads past a line that fills the whole buffer and returns its
+// length.
+func (l *lineReader) skipLong() int {
+	n := 0
+	for {
+		if i := bytes.IndexByte(l.buf[l.r:l.w], '\n'); i >= 0 {
+			l.r += i + 1
+			l.line++
+			return n + i
+		}
+		n += l.w - l.r
+		l.r = l.w
+		if l.eof {
+			l.line++
+			return n
+		}
+		l.fill()
 	}
 }
 

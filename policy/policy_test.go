@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,13 +23,24 @@ var testNow = func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, tim
 // messages name files as a user at the root would see them.
 func repoReadFile(name string) ([]byte, error) { return os.ReadFile(filepath.Join("..", name)) }
 
+// listsFrom is an Options.OpenList that serves the bytes read returns.
+func listsFrom(read func(string) ([]byte, error)) func(string) (io.ReadCloser, int64, error) {
+	return func(name string) (io.ReadCloser, int64, error) {
+		data, err := read(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		return io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
+	}
+}
+
 func parseRepoFile(t testing.TB, name string) (*Policy, error) {
 	t.Helper()
 	src, err := repoReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Parse(name, src, Options{ReadFile: repoReadFile, Now: testNow})
+	return Parse(name, src, Options{OpenList: listsFrom(repoReadFile), Now: testNow})
 }
 
 func mustParse(t testing.TB, src string) *Policy {
@@ -438,7 +452,7 @@ func TestDomainsFromList(t *testing.T) {
 		return nil, os.ErrNotExist
 	}
 	p, err := Parse("policy.yaml", []byte("rules:\n  - name: feed\n    domains_from: [lists/feed.txt]\n    action: nxdomain\n"),
-		Options{ReadFile: read, Now: testNow})
+		Options{OpenList: listsFrom(read), Now: testNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,9 +534,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(decisionPolicy), list, `a\.b.ml.`)
 	f.Add([]byte("rules: [{name: x, domains_from: [l.txt], action: refuse}]"), []byte("bücher.example\n::1 localhost\nbad..x\n"), "b.a")
 	f.Fuzz(func(t *testing.T, src, listFile []byte, qname string) {
-		p, err := Parse("fuzz.yaml", src, Options{Now: testNow, ReadFile: func(string) ([]byte, error) {
+		p, err := Parse("fuzz.yaml", src, Options{Now: testNow, OpenList: listsFrom(func(string) ([]byte, error) {
 			return listFile, nil
-		}})
+		})})
 		if err != nil {
 			var el ErrorList
 			if !errors.As(err, &el) || len(el) == 0 {
@@ -573,10 +587,10 @@ func TestListenConflicts(t *testing.T) {
 
 func TestListDomainsBounded(t *testing.T) {
 	files := map[string]string{"a.txt": "one.example\ntwo.example\n", "b.txt": "three.example\nfour.example\nfive.example\n"}
-	src := "rules:\n  - {name: a, domains_from: [a.txt, b.txt], action: nxdomain}\n"
-	_, err := Parse("p.yaml", []byte(src), Options{MaxDomains: 4, ReadFile: func(name string) ([]byte, error) {
+	src := "limits: {list_domains: 4}\nrules:\n  - {name: a, domains_from: [a.txt, b.txt], action: nxdomain}\n"
+	_, err := Parse("p.yaml", []byte(src), Options{OpenList: listsFrom(func(name string) ([]byte, error) {
 		return []byte(files[filepath.Base(name)]), nil
-	}})
+	})})
 	if err == nil || !strings.Contains(err.Error(), "b.txt:3: the policy's lists hold 4 domains, the most a policy may") {
 		t.Errorf("got %v, want the fifth domain refused at b.txt:3", err)
 	}
@@ -604,5 +618,56 @@ func TestTouches(t *testing.T) {
 	}
 	if p.Touches("www.example.com.") {
 		t.Errorf("Touches(www.example.com.) = true; no rule or lookalike is near it")
+	}
+}
+
+// TestListReading holds the list reader to its line numbers and bounds:
+// blank, comment and CRLF lines, a line longer than its buffer between
+// good ones, a last line without a newline, and limits.list_bytes both
+// from the size a file reports and from what it turns out to hold.
+func TestListReading(t *testing.T) {
+	long := strings.Repeat("x", 70_000)
+	files := map[string]string{
+		"a.txt": "one.example\r\n   \n\t# note\n#" + strings.Repeat("c", MaxListLine) + "\n" + long + "\ntwo.example\n\n  three.example  \nfour.example",
+		"big.txt": strings.Repeat("five.example\n", 10),
+	}
+	sizes := map[string]int64{"a.txt": int64(len(files["a.txt"])), "big.txt": 0} // big.txt does not tell its size
+	open := func(name string) (io.ReadCloser, int64, error) {
+		base := filepath.Base(name)
+		return io.NopCloser(strings.NewReader(files[base])), sizes[base], nil
+	}
+	src := "limits: {list_bytes: 100}\nrules:\n  - {name: a, domains_from: [a.txt, big.txt], action: nxdomain}\n"
+	_, err := Parse("p.yaml", []byte(src), Options{OpenList: open, Now: testNow})
+	want := []string{
+		fmt.Sprintf("p.yaml:3:30: domains_from: cannot read a.txt: %d bytes, over the limit of 100 (limits.list_bytes)", sizes["a.txt"]),
+		"big.txt:8: cannot read: over the limit of 100 bytes (limits.list_bytes) once read",
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+
+	src = "rules:\n  - {name: a, domains_from: [a.txt], action: nxdomain}\n"
+	_, err = Parse("p.yaml", []byte(src), Options{OpenList: open, Now: testNow})
+	want = []string{
+		fmt.Sprintf("a.txt:4: line is %d bytes long, over the limit of %d", MaxListLine+1, MaxListLine),
+		fmt.Sprintf("a.txt:5: line is %d bytes long, over the limit of %d", len(long), MaxListLine),
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+	files["a.txt"] = strings.Replace(files["a.txt"], long+"\n", "", 1)
+	files["a.txt"] = strings.Replace(files["a.txt"], "#"+strings.Repeat("c", MaxListLine)+"\n", "", 1)
+	sizes["a.txt"] = int64(len(files["a.txt"]))
+	p, err := Parse("p.yaml", []byte(src), Options{OpenList: open, Now: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Rules()[0].DomainCount; got != 4 {
+		t.Errorf("DomainCount = %d, want 4", got)
+	}
+	for _, name := range []string{"one.example", "two.example", "three.example", "four.example"} {
+		if d := p.Decide(netip.Addr{}, name, TypeA); d.Action != ActionNXDomain {
+			t.Errorf("%s: %s, want nxdomain", name, d.Action)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 )
 
@@ -31,6 +32,7 @@ type ref struct {
 // name once while it walks its suffixes from the top-level domain down.
 type table struct {
 	slots   []uint32
+	shift   uint8 // 64 - log2(len(slots)), for home
 	entries []byte
 	count   int
 	more    map[uint32][]ref
@@ -56,6 +58,29 @@ func newTable(sizeHint int) *table {
 	return t
 }
 
+// fits reports whether an entry for name still fits the uint32 offsets of
+// the slots.
+func (t *table) fits(name []byte) bool { return len(t.entries)+len(name)+7 < math.MaxUint32 }
+
+// reserve makes room for n more entries of b bytes in all, so that adding
+// them neither rehashes the slots nor copies the entries.
+func (t *table) reserve(n, b int) {
+	if want := slotsFor(t.count + n); want > len(t.slots) {
+		t.resize(want)
+	}
+	if cap(t.entries)-len(t.entries) < b {
+		// Not slices.Grow: it clears the new capacity, writing every page.
+		e := make([]byte, len(t.entries), len(t.entries)+b)
+		copy(e, t.entries)
+		t.entries = e
+	}
+}
+
+// home is the slot a name of hash h is looked for from: the top bits of
+// h times 2^64/phi (Fibonacci hashing), since FNV's low bits, which a mask
+// would take, mix only the low bits of the bytes hashed.
+func (t *table) home(h uint64) uint64 { return (h * 0x9E3779B97F4A7C15) >> t.shift }
+
 // slotsFor returns a power of two that keeps n entries at most 3/4 full.
 func slotsFor(n int) int {
 	want := n*4/3 + 16
@@ -65,13 +90,14 @@ func slotsFor(n int) int {
 func (t *table) resize(n int) {
 	old := t.slots
 	t.slots = make([]uint32, n)
+	t.shift = uint8(64 - bits.TrailingZeros(uint(n)))
 	mask := uint64(n - 1)
 	for _, s := range old {
 		if s == 0 {
 			continue
 		}
 		n := uint32(t.entries[s-1])
-		i := hashName(t.entries[s:s+n]) & mask
+		i := t.home(hashName(t.entries[s : s+n]))
 		for t.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -102,7 +128,7 @@ func nameEqualFold[S string | []byte](t *table, off uint32, s S) bool {
 // find returns the offset of the entry for s, whose hash is h.
 func find[S string | []byte](t *table, h uint64, s S) (uint32, bool) {
 	mask := uint64(len(t.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := t.home(h); ; i = (i + 1) & mask {
 		slot := t.slots[i]
 		if slot == 0 {
 			return 0, false
@@ -156,7 +182,7 @@ func (t *table) add(name []byte, rule uint32, flags uint8) bool {
 	t.entries = append(t.entries, flags)
 	t.entries = binary.LittleEndian.AppendUint32(t.entries, rule)
 	mask := uint64(len(t.slots) - 1)
-	i := h & mask
+	i := t.home(h)
 	for t.slots[i] != 0 {
 		i = (i + 1) & mask
 	}

@@ -13,7 +13,9 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"hash"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"syscall"
@@ -100,61 +102,108 @@ func loadPolicy(path string, skipExpired bool) (*policy.Policy, error) {
 // same digest read the same input, good or bad.
 func loadPolicyDigest(path string, skipExpired bool) (*policy.Policy, string, error) {
 	h := sha256.New()
-	read := func(name string, max int64) ([]byte, error) {
-		data, err := readInput(name, max)
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
-		h.Write(data)
-		if err != nil {
-			fmt.Fprintf(h, "error\x00%v\x00", err)
-		}
-		return data, err
-	}
 	digest := func() string { return hex.EncodeToString(h.Sum(nil)) }
 	if path == "" {
 		p, err := policy.Parse(policy.DefaultFile, policy.DefaultSource(), policy.Options{SkipExpired: skipExpired})
 		h.Write(policy.DefaultSource())
 		return p, digest(), err
 	}
-	src, err := read(path, policy.MaxPolicyBytes)
+	f, _, err := openInput(path, policy.MaxPolicyBytes, h)
+	var src []byte
+	if err == nil {
+		src, err = io.ReadAll(f)
+		f.Close()
+	}
 	if err != nil {
 		return nil, digest(), fmt.Errorf("read policy: %w", err)
 	}
-	readList := func(name string) ([]byte, error) { return read(name, policy.MaxListBytes) }
-	p, err := policy.Parse(path, src, policy.Options{ReadFile: readList, SkipExpired: skipExpired})
+	openList := func(name string) (io.ReadCloser, int64, error) {
+		// Unbounded here: the policy's limits.list_bytes bounds the read.
+		f, size, err := openInput(name, math.MaxInt64-1, h)
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, size, nil
+	}
+	p, err := policy.Parse(path, src, policy.Options{OpenList: openList, SkipExpired: skipExpired})
 	return p, digest(), err
 }
 
-// readInput reads a policy or list file of at most max bytes. It must be a
-// regular file: a device such as /dev/zero, a pipe or a directory is
-// refused before anything is read, and a file that grows past max while
-// read is refused once max is passed, so no input can make typoguard hold
-// more than max.
-func readInput(path string, max int64) ([]byte, error) {
+// openInput opens a policy or list file of at most max bytes for one
+// reading, start to end. It must be a regular file: a device such as
+// /dev/zero, a pipe or a directory is refused before anything is read, and
+// a file that grows past max while read fails once max is passed, so no
+// input can make typoguard read more than max. The file's name, the
+// SHA-256 of the bytes read and any error go into digest when it is
+// closed (or at once when it cannot be opened).
+func openInput(path string, max int64, digest io.Writer) (io.ReadCloser, int64, error) {
+	f, size, err := openRegular(path, max)
+	if err != nil {
+		fmt.Fprintf(digest, "%s\x00error\x00%v\x00", path, err)
+		return nil, 0, err
+	}
+	return &input{f: f, path: path, max: max, left: max, sum: sha256.New(), digest: digest}, size, nil
+}
+
+// openRegular opens path if it is a regular file of at most max bytes.
+func openRegular(path string, max int64) (*os.File, int64, error) {
 	// O_NONBLOCK: opening a named pipe must not wait for a writer; it does
 	// nothing to a regular file.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	defer f.Close()
 	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("not a regular file (%s)", fileKind(st.Mode()))}
+	}
+	if err == nil && st.Size() > max {
+		err = &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes, over the limit of %d", st.Size(), max)}
+	}
 	if err != nil {
-		return nil, err
+		f.Close()
+		return nil, 0, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("not a regular file (%s)", fileKind(st.Mode()))}
+	return f, st.Size(), nil
+}
+
+// input is an open policy or list file: it reads at most its limit and
+// hashes what it reads.
+type input struct {
+	f      *os.File
+	path   string
+	max    int64
+	left   int64 // bytes it may still read
+	sum    hash.Hash
+	digest io.Writer
+	err    error // the first read error, other than io.EOF
+}
+
+func (in *input) Read(b []byte) (int, error) {
+	if in.err != nil {
+		return 0, in.err
 	}
-	if st.Size() > max {
-		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes, over the limit of %d", st.Size(), max)}
+	if int64(len(b)) > in.left+1 {
+		b = b[:in.left+1]
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
+	n, err := in.f.Read(b)
+	in.sum.Write(b[:n])
+	if in.left -= int64(n); in.left < 0 {
+		err = &os.PathError{Op: "read", Path: in.path, Err: fmt.Errorf("grew over the limit of %d bytes while read", in.max)}
+		n += int(in.left) // what is over the limit is not passed on
 	}
-	if int64(len(data)) > max {
-		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("over the limit of %d bytes", max)}
+	if err != nil && err != io.EOF {
+		in.err = err
 	}
-	return data, nil
+	return n, err
+}
+
+func (in *input) Close() error {
+	fmt.Fprintf(in.digest, "%s\x00%x\x00", in.path, in.sum.Sum(nil))
+	if in.err != nil {
+		fmt.Fprintf(in.digest, "error\x00%v\x00", in.err)
+	}
+	return in.f.Close()
 }
 
 // fileKind names what a file that is not a regular file is.
