@@ -628,7 +628,7 @@ func TestTouches(t *testing.T) {
 func TestListReading(t *testing.T) {
 	long := strings.Repeat("x", 70_000)
 	files := map[string]string{
-		"a.txt": "one.example\r\n   \n\t# note\n#" + strings.Repeat("c", MaxListLine) + "\n" + long + "\ntwo.example\n\n  three.example  \nfour.example",
+		"a.txt":   "one.example\r\n   \n\t# note\n#" + strings.Repeat("c", MaxListLine) + "\n" + long + "\ntwo.example\n\n  three.example  \nfour.example",
 		"big.txt": strings.Repeat("five.example\n", 10),
 	}
 	sizes := map[string]int64{"a.txt": int64(len(files["a.txt"])), "big.txt": 0} // big.txt does not tell its size
