@@ -141,15 +141,15 @@ func (s *Server) fastAnswer(snap *snapshot, client netip.Addr, pkt, buf []byte, 
 			hit.SetMemo(snap.gen)
 		}
 	}
-	if !cached || hit.Wire == nil || hit.QEnd != q.qEnd || hit.Msg.Rcode == dns.RcodeServerFailure {
+	if !cached || hit.Wire == nil || hit.QEnd != q.qEnd || hit.Rcode == dns.RcodeServerFailure {
 		return nil, false // a SERVFAIL's reason is the full path's to give
 	}
 	if (q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA) && name == snap.plans.sinkholeHost {
 		return nil, false
 	}
 	// Only a reply that names other names can lead into a blocked one.
-	if hit.Leads {
-		if _, _, found := inspect(p, client, dns.Question{Qtype: q.qtype}, hit.Msg); found {
+	if hit.Leads != nil {
+		if _, _, found := inspect(p, client, dns.Question{Qtype: q.qtype}, hit.Leads); found {
 			return nil, false
 		}
 	}

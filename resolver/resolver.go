@@ -413,7 +413,7 @@ func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client net
 // the reply itself, or the blocking answer of a name it leads into.
 func (s *Server) inspected(snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision, reply *dns.Msg, reason Reason) Result {
 	q := req.Question[0]
-	if bd, via, found := inspect(snap.policy, client, q, reply); found {
+	if bd, via, found := inspect(snap.policy, client, q, reply.Answer); found {
 		pl := snap.plans.of(bd)
 		s.audit(0, pl, client, q, bd, via, reason == ReasonCached)
 		if pl.Kind == PlanSynthesize {
@@ -527,15 +527,15 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dn
 	return m
 }
 
-// inspect looks for a record in an upstream answer that leads into a name
+// inspect looks for a record in an upstream answer section that leads into a name
 // the policy blocks: a CNAME or DNAME target (checked for the query's type),
 // an MX exchange or SRV target (checked for the query's type and for A and
 // AAAA, which the client will ask next). It returns the decision of the
 // first such name and the record that led there.
-func inspect(p *policy.Policy, client netip.Addr, q dns.Question, reply *dns.Msg) (policy.Decision, string, bool) {
+func inspect(p *policy.Policy, client netip.Addr, q dns.Question, answer []dns.RR) (policy.Decision, string, bool) {
 	var monitor policy.Decision
 	var monitorVia string
-	for _, rr := range reply.Answer {
+	for _, rr := range answer {
 		target, ok := cache.Target(rr)
 		if !ok {
 			continue

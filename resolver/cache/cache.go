@@ -3,6 +3,7 @@
 package cache
 
 import (
+	"encoding/binary"
 	"math"
 	"strings"
 	"sync"
@@ -193,22 +194,25 @@ const (
 	shardCount  = 16
 )
 
-// entry is one stored reply. Neither it nor its message is changed once
-// stored, so many Gets may read it at once.
+// entry is one stored reply, kept packed: a reader answers from its wire
+// form, and unpacks it only for a full message. Nothing of it changes once
+// stored, so many readers may read it at once.
 type entry struct {
-	msg    *dns.Msg
 	stored time.Time
 	ttl    time.Duration // whole seconds
-	// wire is msg packed, and ttls the offset in it of every record's TTL;
-	// nil when msg does not pack.
-	wire []byte
-	// leads is set when an answer record names another name (CNAME,
+	// wire is the reply packed, and ttls the offset in it of every
+	// record's TTL.
+	wire  []byte
+	ttls  []uint16
+	qEnd  int // where the question ends in wire
+	rcode int
+	// msg is the reply itself, kept only when it does not pack.
+	msg *dns.Msg
+	// leads holds the answer records that name another name (CNAME,
 	// DNAME, MX, SRV), which a reader may have to check.
-	leads bool
+	leads []dns.RR
 	// memo is what a reader keeps with the entry (Hit.SetMemo).
 	memo atomic.Uint64
-	ttls []uint16
-	qEnd int // where the question ends in wire
 	// touched is when a hit last moved the entry to the front of its
 	// LRU, in Unix nanoseconds.
 	touched atomic.Int64
@@ -220,25 +224,34 @@ type entry struct {
 // by a second at most.
 const touchEvery = time.Second
 
-// Hit is a reply found in the cache, shared with every other reader: Msg
-// and Wire must never be changed. Wire holds Msg packed (compressed,
+// Hit is a reply found in the cache, shared with every other reader: its
+// slices must never be changed. Wire holds the reply packed (compressed,
 // without OPT, with the upstream's ID and header bits), TTLs the offset in
 // Wire of every record's TTL as stored, and QEnd where its question ends;
 // Age is the whole seconds since it was stored, by which every TTL must be
 // reduced. Wire is nil when the reply could not be packed.
 type Hit struct {
-	Msg  *dns.Msg
-	Wire []byte
-	TTLs []uint16
-	QEnd int
-	Age  uint32
-	// Leads is set when an answer record names another name: a CNAME or
+	Wire  []byte
+	TTLs  []uint16
+	QEnd  int
+	Age   uint32
+	Rcode int
+	// Leads holds the answer records that name another name: a CNAME or
 	// DNAME target, an MX exchange or an SRV target.
-	Leads bool
+	Leads []dns.RR
 
-	memo *atomic.Uint64
-
+	e    *entry
 	lane int
+}
+
+// Reply returns the hit's reply as a message of the caller's own, its
+// TTLs as stored.
+func (h Hit) Reply() (*dns.Msg, error) {
+	if h.e.msg != nil {
+		return h.e.msg.Copy(), nil
+	}
+	m := new(dns.Msg)
+	return m, m.Unpack(h.Wire)
 }
 
 // New returns an empty cache with the limits in cfg, reading the time from
@@ -288,7 +301,11 @@ func (c *Cache) Get(k Key) (*dns.Msg, bool) {
 		c.count.stripes[0].misses.Add(1)
 		return nil, false
 	}
-	m := hit.Msg.Copy()
+	m, err := hit.Reply()
+	if err != nil {
+		c.count.stripes[0].misses.Add(1)
+		return nil, false // it packed, so it unpacks: not reached
+	}
 	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range section {
 			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
@@ -307,13 +324,13 @@ func (c *Cache) Shared(k Key, lane int) (Hit, bool) { return c.lookup(k, lane) }
 
 // Memo returns the value last kept with the hit's entry by SetMemo; zero
 // if none was.
-func (h Hit) Memo() uint64 { return h.memo.Load() }
+func (h Hit) Memo() uint64 { return h.e.memo.Load() }
 
 // SetMemo keeps v with the hit's entry for the readers after this one: a
 // fact about the entry that holds while something the reader knows of
 // stays the same (the resolver's: which policy no rule of touches the
 // name). An entry replaced by a Set starts with none.
-func (h Hit) SetMemo(v uint64) { h.memo.Store(v) }
+func (h Hit) SetMemo(v uint64) { h.e.memo.Store(v) }
 
 // CountHit counts a hit served from Shared.
 func (c *Cache) CountHit(h Hit) { c.count.stripes[h.lane].hits.Add(1) }
@@ -351,7 +368,7 @@ func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 		}
 		return Hit{}, false
 	}
-	return Hit{Msg: e.msg, Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), Leads: e.leads, memo: &e.memo, lane: lane}, true
+	return Hit{Wire: e.wire, TTLs: e.ttls, QEnd: e.qEnd, Age: uint32(age / time.Second), Rcode: e.rcode, Leads: e.leads, e: e, lane: lane}, true
 }
 
 // Set stores a copy of m, the upstream's reply to the question in k, for as
@@ -407,11 +424,13 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 			h.Ttl = setTTL(wireTTL(h.Ttl))
 		}
 	}
-	e := &entry{msg: stored, stored: c.now(), ttl: ttl}
-	e.wire, e.ttls, e.qEnd = packWire(stored)
+	e := &entry{stored: c.now(), ttl: ttl, rcode: stored.Rcode}
+	if e.wire, e.ttls, e.qEnd = packWire(stored); e.wire == nil {
+		e.msg = stored
+	}
 	for _, rr := range stored.Answer {
 		if _, ok := Target(rr); ok {
-			e.leads = true
+			e.leads = append(e.leads, rr)
 		}
 	}
 	k.Name = canonical(k.Name)
@@ -436,13 +455,16 @@ func (c *Cache) Stale(k Key, ttl uint32) (*dns.Msg, bool) {
 	sh.lock.rlock(0)
 	e, ok := sh.entries.Peek(k)
 	sh.lock.runlock(0)
-	if !ok || e.msg.Rcode == dns.RcodeServerFailure {
+	if !ok || e.rcode == dns.RcodeServerFailure {
 		return nil, false
 	}
 	if age := max(c.now().Sub(e.stored), 0); age < e.ttl || age >= e.ttl+c.cfg.ServeStale {
 		return nil, false
 	}
-	m := e.msg.Copy()
+	m, err := Hit{Wire: e.wire, e: e}.Reply()
+	if err != nil {
+		return nil, false
+	}
 	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range section {
 			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
@@ -593,7 +615,8 @@ func walk(b []byte) (qEnd int, ttls []uint16, ok bool) {
 	if len(b) < 12 || b[4] != 0 || b[5] != 1 {
 		return 0, nil, false
 	}
-	records := int(b[6])<<8 | int(b[7]) + int(b[8])<<8 | int(b[9]) + int(b[10])<<8 | int(b[11])
+	be := binary.BigEndian
+	records := int(be.Uint16(b[6:])) + int(be.Uint16(b[8:])) + int(be.Uint16(b[10:]))
 	off, ok := skipName(b, 12)
 	if !ok || off+4 > len(b) {
 		return 0, nil, false

@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"testing"
@@ -284,6 +285,19 @@ func TestStoredFor(t *testing.T) {
 			}
 			if got := fmt.Sprint(ttls(r)); got != fmt.Sprint(tt.wantTTLs) {
 				t.Errorf("TTLs = %s, want %v", got, tt.wantTTLs)
+			}
+			// The wire form a hit is served from has every record's TTL
+			// where it says, in every section.
+			h, ok := c.Shared(k, 0)
+			if !ok || h.Wire == nil {
+				t.Fatalf("Shared: %v, wire %x; want the packed reply", ok, h.Wire)
+			}
+			var wire []uint32
+			for _, at := range h.TTLs {
+				wire = append(wire, binary.BigEndian.Uint32(h.Wire[at:]))
+			}
+			if got := fmt.Sprint(wire); got != fmt.Sprint(tt.wantTTLs) {
+				t.Errorf("TTLs in the wire form = %s, want %v", got, tt.wantTTLs)
 			}
 			clk.t = start.Add(tt.lifetime - time.Nanosecond)
 			if _, ok := c.Get(k); !ok {
@@ -596,8 +610,8 @@ func TestConcurrentUse(t *testing.T) {
 				}
 				// A reader on a lane of its own, as a serving loop is.
 				if h, ok := c.Shared(k, g%cache.Lanes); ok {
-					if h.Msg.Question[0].Name != m.Question[0].Name {
-						t.Errorf("Shared(%s) = reply to %s", m.Question[0].Name, h.Msg.Question[0].Name)
+					if r, err := h.Reply(); err != nil || r.Question[0].Name != m.Question[0].Name {
+						t.Errorf("Shared(%s) = reply %v, %v", m.Question[0].Name, r, err)
 					}
 					c.CountHit(h)
 				}
