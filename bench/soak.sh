@@ -111,7 +111,7 @@ upstreams: ["$1"]
 upstream_timeout: 2s
 metrics: 127.0.0.1:$metrics_port
 log: {format: json, level: info}
-cache: {size: 100000}
+cache: {size: 10000}
 rules:
   - {name: ml, domains: [ml], types: [MX, A, AAAA, ANY], action: nxdomain}
   - {name: healthy, domains: [up.soak.test], action: forward, servers: ["127.0.0.1:$nsd_port"]}
@@ -133,6 +133,7 @@ start_nsd() {
 
 rss() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$tg_pid/status"; }
 goroutines() { curl -s "127.0.0.1:$metrics_port/debug/pprof/goroutine?debug=1" | awk 'NR == 1 { print $4 }'; }
+entries() { curl -s "127.0.0.1:$metrics_port/metrics" | awk '$1 == "typoguard_cache_entries" { print $2 }'; }
 # latency NAME TYPE: dig's query time in ms, or "lost".
 latency() {
 	dig +tries=1 +time=2 @127.0.0.1 -p "$tg_port" "$1" "$2" 2>/dev/null | awk '/Query time/ { t = $4 } END { print (t == "" ? "lost" : t) }'
@@ -185,7 +186,7 @@ echo "== 1. steady: $rate qps for $steady s (60% cached, 20% blocked, 20% misses
 perf "$tmp/steady.dnsperf" "$tmp/steady.txt" "$rate" "$steady"
 warm=$((steady < 60 ? steady / 2 : 30))
 sleep "$warm"
-rss_warm=$(rss) rss_max=$rss_warm
+rss_warm=$(rss) rss_max=$rss_warm entries_warm=$(entries)
 for ((t = warm; t < steady; t += 10)); do
 	sleep $((steady - t < 10 ? steady - t : 10))
 	r=$(rss)
@@ -193,7 +194,7 @@ for ((t = warm; t < steady; t += 10)); do
 done
 wait "$perf_pid" || true
 echo "steady: $(perf_summary "$tmp/steady.dnsperf")"
-echo "steady: rss after warm-up $rss_warm MiB, highest after $rss_max MiB, growth $(((rss_max - rss_warm) * 100 / rss_warm))%, at end $(rss) MiB"
+echo "steady: rss after warm-up $rss_warm MiB, highest after $rss_max MiB, growth $(((rss_max - rss_warm) * 100 / rss_warm))%, at end $(rss) MiB; cache entries after warm-up $entries_warm, at end $(entries)"
 
 # --- 2. the upstream stops --------------------------------------------------
 echo "== 2. upstream stopped 10 s into 30 s at $rate qps"

@@ -9,7 +9,7 @@ import (
 
 // LimitSettings bound what clients and upstreams can make typoguard hold.
 type LimitSettings struct {
-	UpstreamInflight int      // queries waiting on upstreams at once, shared evenly per route; default 2048 (about 16 KiB each)
+	UpstreamInflight int      // queries waiting on upstreams at once, shared evenly per route; default 1024, as Unbound's num-queries-per-thread (about 16 KiB each)
 	TCPConnections   int      // client TCP connections open at once; default 1000
 	TCPPerClient     int      // of those, from one client address; default 32, at most TCPConnections
 	ListBytes        int      // the largest domains_from file read; default MaxListBytes
@@ -21,7 +21,7 @@ type LimitSettings struct {
 func (l LimitSettings) Configured() bool { return l.Pos.Line > 0 }
 
 func defaultLimits() LimitSettings {
-	return LimitSettings{UpstreamInflight: 2048, TCPConnections: 1000, TCPPerClient: 32, ListBytes: MaxListBytes, ListDomains: MaxDomains}
+	return LimitSettings{UpstreamInflight: 1024, TCPConnections: 1000, TCPPerClient: 32, ListBytes: MaxListBytes, ListDomains: MaxDomains}
 }
 
 // RateLimitSettings bound the queries one client address may send over UDP.

@@ -14,11 +14,11 @@ func TestLimitSettings(t *testing.T) {
 		want LimitSettings
 	}{
 		{"absent", "rules: []\n", defaultLimits()},
-		{"empty", "limits:\n", LimitSettings{UpstreamInflight: 2048, TCPConnections: 1000, TCPPerClient: 32, ListBytes: MaxListBytes, ListDomains: MaxDomains, Pos: Position{"test.yaml", 1, 8}}},
+		{"empty", "limits:\n", LimitSettings{UpstreamInflight: 1024, TCPConnections: 1000, TCPPerClient: 32, ListBytes: MaxListBytes, ListDomains: MaxDomains, Pos: Position{"test.yaml", 1, 8}}},
 		{"given", "limits:\n  upstream_inflight: 500\n  tcp_connections: 100\n  tcp_per_client: 100\n  list_bytes: 1000000\n  list_domains: 5000\n",
 			LimitSettings{UpstreamInflight: 500, TCPConnections: 100, TCPPerClient: 100, ListBytes: 1_000_000, ListDomains: 5000, Pos: Position{"test.yaml", 2, 3}}},
 		{"per client follows a smaller total", "limits: {tcp_connections: 10}\n",
-			LimitSettings{UpstreamInflight: 2048, TCPConnections: 10, TCPPerClient: 10, ListBytes: MaxListBytes, ListDomains: MaxDomains, Pos: Position{"test.yaml", 1, 9}}},
+			LimitSettings{UpstreamInflight: 1024, TCPConnections: 10, TCPPerClient: 10, ListBytes: MaxListBytes, ListDomains: MaxDomains, Pos: Position{"test.yaml", 1, 9}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

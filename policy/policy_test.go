@@ -225,7 +225,7 @@ func TestContractExample(t *testing.T) {
 	if r.Listen != "127.0.0.1:5353" || r.Zone != "rpz.typoguard.internal." || len(r.AllowTransfer) != 1 || len(r.Notify) != 1 || r.Notify[0] != "10.0.0.53:53" {
 		t.Errorf("rpz = %+v", r)
 	}
-	if l := p.Limits; l.UpstreamInflight != 2048 || l.TCPConnections != 1000 || l.TCPPerClient != 32 {
+	if l := p.Limits; l.UpstreamInflight != 1024 || l.TCPConnections != 1000 || l.TCPPerClient != 32 {
 		t.Errorf("limits = %+v", l)
 	}
 	if rl := p.RateLimit; rl.QPS != 200 || rl.Burst != 400 || len(rl.Exempt) != 1 || rl.Exempt[0] != netip.MustParsePrefix("127.0.0.0/8") {
