@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -43,12 +44,12 @@ func appendAuditLine(b []byte, t time.Time, json bool, a resolver.AuditLine) []b
 	f := auditFormat{b: b, json: json}
 	if json {
 		f.b = append(f.b, `{"time":"`...)
-		f.b = t.AppendFormat(f.b, time.RFC3339Nano)
+		f.b = appendStamp(f.b, t, false)
 		f.b = append(f.b, `","level":"INFO","msg":`...)
 		f.value(a.Verdict)
 	} else {
 		f.b = append(f.b, "time="...)
-		f.b = appendRFC3339Millis(f.b, t)
+		f.b = appendStamp(f.b, t, true)
 		f.b = append(f.b, " level=INFO msg="...)
 		f.value(a.Verdict)
 	}
@@ -116,6 +117,15 @@ func (f *auditFormat) value(s string) {
 // jsonSafe reports the ASCII bytes a JSON string holds as they are.
 func jsonSafe(c byte) bool { return c >= ' ' && c != '"' && c != '\\' }
 
+// jsonPlain marks the bytes a JSON string holds as they are: ASCII that
+// jsonSafe passes (a byte of a multi-byte character is not marked).
+var jsonPlain = func() (t [256]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = jsonSafe(byte(c))
+	}
+	return t
+}()
+
 const hexDigits = "0123456789abcdef"
 
 // appendJSONEscaped escapes s for a JSON string as slog does: \\ \" \n \r
@@ -124,11 +134,13 @@ const hexDigits = "0123456789abcdef"
 func appendJSONEscaped(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && jsonPlain[s[i]] { // the common run, a load a byte
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if jsonSafe(c) {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			b = append(b, '\\')
 			switch c {
@@ -189,14 +201,49 @@ func needsQuoting(s string) bool {
 	return false
 }
 
-// appendRFC3339Millis appends t as slog's text handler does: RFC 3339 with
-// exactly three digits of fractional second.
-func appendRFC3339Millis(b []byte, t time.Time) []byte {
-	const prefix = len("2006-01-02T15:04:05.000")
-	n := len(b)
-	// RFC3339Nano trims trailing zeros; a tenth of a millisecond more
-	// keeps four digits, of which the fourth is dropped.
-	t = t.Truncate(time.Millisecond).Add(time.Millisecond / 10)
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b[:n+prefix], b[n+prefix+1:]...)
+// stamp is the part of a line's time that one second of lines share: its
+// date, time of day and zone in RFC 3339.
+type stamp struct {
+	sec  int64
+	loc  *time.Location
+	date []byte // 2006-01-02T15:04:05
+	zone []byte // Z or +01:00
+}
+
+// lastStamp is the stamp of the latest second a line was logged in.
+var lastStamp atomic.Pointer[stamp]
+
+// appendStamp appends t as slog's handlers do: RFC 3339 with, for JSON,
+// the nanoseconds without trailing zeros (RFC3339Nano) or, for text
+// (millis), exactly three digits of fractional second. The part of it
+// every line of a second shares is formatted once a second.
+func appendStamp(b []byte, t time.Time, millis bool) []byte {
+	st := lastStamp.Load()
+	if st == nil || st.sec != t.Unix() || st.loc != t.Location() {
+		if y := t.Year(); y < 0 || y > 9999 { // not four digits: never kept
+			if millis {
+				return t.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+			}
+			return t.AppendFormat(b, time.RFC3339Nano)
+		}
+		st = &stamp{sec: t.Unix(), loc: t.Location(), date: t.AppendFormat(nil, "2006-01-02T15:04:05"), zone: t.AppendFormat(nil, "Z07:00")}
+		lastStamp.Store(st)
+	}
+	b = append(b, st.date...)
+	ns := t.Nanosecond()
+	digits := 3
+	if !millis {
+		if ns == 0 {
+			return append(b, st.zone...)
+		}
+		digits = 9
+		for v := ns; v%10 == 0; v /= 10 {
+			digits--
+		}
+	}
+	b = append(b, '.')
+	for i, div := 0, 100_000_000; i < digits; i, div = i+1, div/10 {
+		b = append(b, byte('0'+ns/div%10))
+	}
+	return append(b, st.zone...)
 }
