@@ -105,6 +105,7 @@ const Lanes = 16
 // lane so that lookups on different cores do not share a cache line. The
 // zero value is ready to use.
 type Counters struct {
+	_       [64]byte // keeps the first stripe off the line of what comes before
 	stripes [Lanes]stripe
 }
 
@@ -166,6 +167,7 @@ type shard struct {
 // writer locks every lane, which costs Lanes locks per Set: a cache is
 // read far more often than written.
 type laneLock struct {
+	_     [64]byte // keeps the first lane off the line of what comes before
 	lanes [Lanes]struct {
 		sync.RWMutex
 		_ [40]byte // one lane to a cache line
