@@ -8,7 +8,7 @@ test:
 	go test -race -count=1 -v ./...
 
 build:
-	CGO_ENABLED=0 go build -trimpath -o typoguard ./cmd/typoguard
+	CGO_ENABLED=0 go build -buildvcs=auto -trimpath -o typoguard ./cmd/typoguard
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...

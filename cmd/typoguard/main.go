@@ -4,8 +4,9 @@
 //	typoguard [serve] [-config FILE] [-listen ADDR]...
 //	typoguard check -config FILE
 //	typoguard explain -config FILE [-client IP] NAME [TYPE]
-//	typoguard test -config FILE
+//	typoguard test -config FILE [-server ADDR]
 //	typoguard lookalikes [-config FILE] [DOMAIN...] [-check NAME...]
+//	typoguard version
 package main
 
 import (
@@ -30,9 +31,10 @@ usage:
   typoguard check -config FILE                         validate a policy; summary, warnings, every error
   typoguard explain -config FILE [-client IP] NAME [TYPE]
                                                        which rule decides a query, and the exact answer
-  typoguard test -config FILE                          run the policy's tests: offline
+  typoguard test -config FILE [-server ADDR]           run the policy's tests: offline, or against a live typoguard
   typoguard lookalikes [-config FILE] [DOMAIN...] [-check NAME...]
                                                        the lookalikes typoguard blocks, by kind; -check judges names
+  typoguard version                                    the version, VCS revision and Go it was built with (also -version)
 `
 
 func main() {
@@ -43,7 +45,7 @@ func main() {
 // 1 a failed check or test or a serve error, 2 bad usage.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || args[0] == "-version" || args[0] == "--version") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runTests(args, stdout, stderr)
 	case "lookalikes":
 		return lookalikes(args, stdout, stderr)
+	case "version", "-version", "--version":
+		return printVersion(stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

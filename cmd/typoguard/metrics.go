@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -228,12 +230,27 @@ func buildVersion() (version, revision string) {
 		return
 	}
 	version = bi.Main.Version
+	modified := false
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
+		switch s.Key {
+		case "vcs.revision":
 			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
 		}
 	}
+	if modified && revision != "unknown" {
+		revision += "-dirty"
+	}
 	return
+}
+
+// printVersion is `typoguard version`: the module version, the VCS
+// revision the binary was built from and the Go that built it.
+func printVersion(stdout io.Writer) int {
+	version, revision := buildVersion()
+	fmt.Fprintf(stdout, "typoguard %s (revision %s, %s)\n", version, revision, runtime.Version())
+	return 0
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz on addr until ctx ends.

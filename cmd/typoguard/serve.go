@@ -297,7 +297,8 @@ func startExplainer(log *slog.Logger, p *policy.Policy, srv *resolver.Server, m 
 }
 
 func logPolicy(log *slog.Logger, p *policy.Policy, upstreams []string, loadTime time.Duration) {
-	log.Info("serving", "policy", p.File, "rules", len(p.Rules()), "domains", p.DomainCount(),
+	version, revision := buildVersion()
+	log.Info("serving", "version", version, "revision", revision, "policy", p.File, "rules", len(p.Rules()), "domains", p.DomainCount(),
 		"lookalikes_of", strings.Join(p.Lookalikes.Protect, ","),
 		"upstreams", strings.Join(upstreams, ","), "load_ms", loadTime.Milliseconds())
 	logWarnings(log, p)

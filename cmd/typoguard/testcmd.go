@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"github.com/typoguard/typoguard/policy"
 )
 
 func runTests(args []string, stdout, stderr io.Writer) int {
@@ -11,18 +13,22 @@ func runTests(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	config := configFlag(fs)
 	verbose := fs.Bool("v", false, "print every case, not only failures")
+	server := fs.String("server", "", "ask the typoguard at this ip:port each case over DNS, instead of deciding it offline")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
 	if *config == "" || len(pos) > 0 {
-		fmt.Fprintln(stderr, "usage: typoguard test -config FILE [-v]")
+		fmt.Fprintln(stderr, "usage: typoguard test -config FILE [-server ADDR] [-v]")
 		return 2
 	}
 	p, err := loadPolicy(*config, false)
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
+	}
+	if *server != "" {
+		return reportLive(p, *server, *verbose, stdout)
 	}
 	passed, failed := 0, 0
 	for _, r := range p.RunTests() {
@@ -37,6 +43,31 @@ func runTests(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, r.String())
 	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// reportLive runs p's tests against the live server and reports them as
+// the offline run does, with the cases it could not ask counted apart.
+func reportLive(p *policy.Policy, server string, verbose bool, stdout io.Writer) int {
+	passed, failed, skipped := 0, 0, 0
+	for _, r := range runLive(p, server) {
+		switch {
+		case r.skipped != "":
+			skipped++
+		case r.pass():
+			passed++
+			if !verbose {
+				continue
+			}
+		default:
+			failed++
+		}
+		fmt.Fprintln(stdout, r.String())
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed, %d skipped (against %s)\n", passed, failed, skipped, server)
 	if failed > 0 {
 		return 1
 	}
