@@ -178,8 +178,11 @@ func (m *metrics) PolicyLoaded(p *policy.Policy) { m.blocks.load(p) }
 // Upstream implements resolver.Observer.
 func (m *metrics) Upstream(addr string, rtt time.Duration, err error) {
 	m.upstreamTries.WithLabelValues(addr).Inc()
+	// Made at the first exchange, failed or not, so that the share of
+	// errors can be computed (and alerted on) before the first error.
+	errs := m.upstreamErrors.WithLabelValues(addr)
 	if err != nil {
-		m.upstreamErrors.WithLabelValues(addr).Inc()
+		errs.Inc()
 		return
 	}
 	m.upstreamLatency.WithLabelValues(addr).Observe(rtt.Seconds())

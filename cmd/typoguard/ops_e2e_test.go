@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -144,6 +146,20 @@ func TestE2EMetricsAndHealth(t *testing.T) {
 			t.Errorf("no %s series", name)
 		}
 	}
+	// Every metric the Grafana dashboard queries is one typoguard exports.
+	names := dashboardMetrics(t)
+	if len(names) < 10 {
+		t.Errorf("the dashboard queries %d metrics: %v", len(names), names)
+	}
+	for _, name := range names {
+		found := false
+		for k := range got {
+			found = found || k == name || strings.HasPrefix(k, name+"{")
+		}
+		if !found {
+			t.Errorf("the dashboard queries %s, which typoguard does not export", name)
+		}
+	}
 	for k := range got {
 		if strings.Contains(k, "army.ml") || strings.Contains(k, "127.0.0.1\"") && !strings.Contains(k, "upstream=") {
 			t.Errorf("a label holds a query name or client address: %s", k)
@@ -264,4 +280,49 @@ func TestE2EReloadIgnoresSameInput(t *testing.T) {
 	if r := g.dig(t, "www.example.com", "A"); r.status != "NXDOMAIN" {
 		t.Errorf("after the edit: %s, want NXDOMAIN", r.status)
 	}
+}
+
+// dashboardMetrics returns the metric names the expressions of
+// deploy/grafana/typoguard.json query, each once.
+func dashboardMetrics(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "typoguard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct {
+			List []struct{ Definition string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	exprs := []string{}
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q queries nothing", p.Title)
+		}
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		exprs = append(exprs, v.Definition)
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, e := range exprs {
+		for _, n := range regexp.MustCompile(`\btypoguard_[a-z_]+`).FindAllString(e, -1) {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	return names
 }
