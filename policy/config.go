@@ -94,7 +94,8 @@ type TestCase struct {
 type Rule struct {
 	Name        string
 	Domains     []string // as normalized, "*." kept for below-only
-	DomainsFrom []string // list file paths as written
+	DomainsFrom []string     // list file paths as written
+	ListFormats []ListFormat // the format of each of DomainsFrom
 	DomainCount int      // distinct domains, inline and from lists
 	Types       []uint16 // empty: every type
 	Action      Action

@@ -162,6 +162,46 @@ func (d *decoder) strs(n *yaml.Node, what string, fn func(v *yaml.Node, s string
 	}
 }
 
+// listFile reads one domains_from entry: a path, whose format its name
+// tells (ListFormatFor), or {path: FILE, format: FORMAT}.
+func (d *decoder) listFile(n *yaml.Node) (path string, format ListFormat, ok bool) {
+	if n.Kind != yaml.MappingNode {
+		if path, ok = d.str(n, "domains_from"); ok {
+			format = ListFormatFor(path)
+		}
+		return path, format, ok
+	}
+	var formatNode *yaml.Node
+	formatOK := true
+	d.mapping(n, "domains_from entry", map[string]field{
+		"path": func(v *yaml.Node) { path, ok = d.str(v, "domains_from path") },
+		"format": func(v *yaml.Node) {
+			formatNode, formatOK = v, false
+			d.scalar(v, "domains_from format", func(s string) error {
+				f, known := listFormatNames[s]
+				if !known {
+					return fmt.Errorf("unknown format %q (want plain, adblock or rpz)", s)
+				}
+				format, formatOK = f, true
+				return nil
+			})
+		},
+	})
+	if !ok {
+		if path == "" {
+			d.errorf(n, "domains_from entry: needs path")
+		}
+		return "", 0, false
+	}
+	if !formatOK {
+		return "", 0, false
+	}
+	if formatNode == nil {
+		format = ListFormatFor(path)
+	}
+	return path, format, true
+}
+
 func (d *decoder) integer(n *yaml.Node, what string) (int, bool) {
 	n = resolve(n)
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
@@ -590,10 +630,13 @@ func (d *decoder) rule(n *yaml.Node, now time.Time) rawRule {
 		},
 		"domains_from": func(v *yaml.Node) {
 			r.hasDomains = true
-			d.strs(v, "domains_from", func(n *yaml.Node, s string) {
-				r.listNodes = append(r.listNodes, n)
-				r.DomainsFrom = append(r.DomainsFrom, s)
-			})
+			for _, item := range d.list(v, "domains_from") {
+				if path, format, ok := d.listFile(item); ok {
+					r.listNodes = append(r.listNodes, item)
+					r.DomainsFrom = append(r.DomainsFrom, path)
+					r.ListFormats = append(r.ListFormats, format)
+				}
+			}
 		},
 		"types": func(v *yaml.Node) { r.Types, r.types = d.types(v, "types") },
 		"action": func(v *yaml.Node) {

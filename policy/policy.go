@@ -218,7 +218,7 @@ func (c *compiler) compile(raws []rawRule) {
 				continue
 			}
 			lr.reset(f, int64(p.Limits.ListBytes))
-			c.addList(r, idx, c.listPath(r.DomainsFrom[j]), &lr, size, skip)
+			c.addList(r, idx, c.listPath(r.DomainsFrom[j]), r.ListFormats[j], d.pos(ln), &lr, size, skip)
 			f.Close()
 		}
 		p.rules[i] = r.Rule
@@ -340,12 +340,12 @@ func (c *compiler) add(r *rawRule, idx uint32, name []byte, onlyBelow bool) {
 	}
 }
 
-// addList adds the domains of one list file (one domain a line, '#'
-// comments, hosts-file lines such as "0.0.0.0 name" accepted) to rule r,
-// reading it through lr. size, when known, sizes the table for it from the
-// lines of its first buffer. After MaxListErrors errors the rest of the
-// file is not read, so a file of garbage costs no more than a few lines.
-func (c *compiler) addList(r *rawRule, idx uint32, file string, lr *lineReader, size int64, skip bool) {
+// addList adds the domains of one list file, in format, to rule r,
+// reading it through lr; at names where the policy file names the list.
+// size, when known, sizes the table for it from the lines of its first
+// buffer. After MaxListErrors errors the rest of the file is not read, so
+// a file of garbage costs no more than a few lines.
+func (c *compiler) addList(r *rawRule, idx uint32, file string, format ListFormat, at Position, lr *lineReader, size int64, skip bool) {
 	if size > 0 && !skip {
 		c.reserve(lr.sample(), size)
 	}
@@ -359,6 +359,33 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, lr *lineReader, 
 		c.listError(file, lr.line, fmt.Sprintf("%d errors: the rest of this file is not read", errs))
 		return false
 	}
+	// addName adds one name as a list writes it; false: stop reading.
+	addName := func(f []byte) bool {
+		if hostsBuiltin(f) {
+			return true
+		}
+		name, below, err := normalizeListDomain(f)
+		if err != nil {
+			return fail(err.Error())
+		}
+		if limit := c.maxDomains(); c.domains >= limit {
+			c.listError(file, lr.line, fmt.Sprintf("the policy's lists hold %d domains, the most a policy may: the rest of this file is not read", limit))
+			return false
+		}
+		c.domains++
+		if skip {
+			r.DomainCount++
+			return true
+		}
+		if !c.p.table.fits(name) {
+			c.listError(file, lr.line, "the policy's lists' names fill the 4 GiB a policy may hold: the rest of this file is not read")
+			return false
+		}
+		c.add(r, idx, name, below)
+		return true
+	}
+	skips := listSkips{}
+	var rpz rpzReader
 	for {
 		line, n, ok := lr.next()
 		if !ok {
@@ -370,9 +397,33 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, lr *lineReader, 
 			}
 			continue
 		}
-		if limit := c.maxDomains(); c.domains >= limit {
-			c.listError(file, lr.line, fmt.Sprintf("the policy's lists hold %d domains, the most a policy may: the rest of this file is not read", limit))
-			return
+		switch format {
+		case ListAdblock:
+			name, why := adblockLine(bytes.TrimSpace(line))
+			if why != "" {
+				skips[why]++
+			} else if name != nil && !addName(name) {
+				return
+			}
+			continue
+		case ListRPZ:
+			name, below, why, err := rpz.line(line)
+			switch {
+			case err != nil:
+				if !fail(err.Error()) {
+					return
+				}
+			case why != "":
+				skips[why]++
+			case name != "":
+				if below {
+					name = "*." + name
+				}
+				if !addName([]byte(name)) {
+					return
+				}
+			}
+			continue
 		}
 		if i := bytes.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
@@ -393,32 +444,24 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, lr *lineReader, 
 				continue
 			}
 			fields = fields[1:]
-		}
-		for _, f := range fields {
-			if hostsBuiltin(f) {
-				continue
-			}
-			name, below, err := normalizeListDomain(f)
-			if err != nil {
-				if !fail(err.Error()) {
-					return
-				}
-				continue
-			}
-			c.domains++
-			if skip {
-				r.DomainCount++
-				continue
-			}
-			if !c.p.table.fits(name) {
-				c.listError(file, lr.line, "the policy's lists' names fill the 4 GiB a policy may hold: the rest of this file is not read")
+		} else if bytes.HasPrefix(line, []byte("||")) {
+			if !fail(fmt.Sprintf("%q is an adblock filter: give this list format: adblock", line)) {
 				return
 			}
-			c.add(r, idx, name, below)
+			continue
+		}
+		for _, f := range fields {
+			if !addName(f) {
+				return
+			}
 		}
 	}
 	if lr.err != nil {
 		c.listError(file, lr.line+1, fmt.Sprintf("cannot read: %v", unwrapPath(lr.err)))
+	}
+	if n := skips.total(); n > 0 {
+		c.p.warnings = append(c.p.warnings, Warning{Pos: at,
+			Msg: fmt.Sprintf("%s, read as %s: %d lines name no domain and were skipped: %s", filepath.ToSlash(file), format, n, skips.summary())})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -533,6 +534,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(decisionPolicy), list, `a\.b.ml.`)
 	f.Add([]byte("rules: [{name: x, domains_from: [l.txt], action: refuse}]"), []byte("bücher.example\n::1 localhost\nbad..x\n"), "b.a")
+	f.Add([]byte("rules: [{name: x, domains_from: [l.rpz, {path: l.txt, format: adblock}], action: refuse}]"),
+		[]byte("$ORIGIN z.\n@ SOA a. b. (1 2\n 3 4 5)\nbad.example CNAME .\n*.w.example CNAME .\n||ads.example^\n@@||x^\n"), "a.w.example")
 	f.Fuzz(func(t *testing.T, src, listFile []byte, qname string) {
 		p, err := Parse("fuzz.yaml", src, Options{Now: testNow, OpenList: listsFrom(func(string) ([]byte, error) {
 			return listFile, nil
@@ -669,5 +672,101 @@ func TestListReading(t *testing.T) {
 		if d := p.Decide(netip.Addr{}, name, TypeA); d.Action != ActionNXDomain {
 			t.Errorf("%s: %s, want nxdomain", name, d.Action)
 		}
+	}
+}
+
+// TestListFormats reads an adblock list and an RPZ zone, by format key and
+// by file name: the domains each names, below-only where it says so, what
+// each skips counted in a warning, and its errors with their lines.
+func TestListFormats(t *testing.T) {
+	files := map[string]string{
+		"filters.txt": `[Adblock Plus 2.0]
+! Title: test list
+||ads.example^
+||Tracker.Example.NET^
+||cdn.example^$third-party
+@@||good.example^
+||paths.example/banner
+example.org##.ad-box
+/banner[0-9]+/
+`,
+		"feed.rpz": `$TTL 300
+@ SOA ns.feed.rpz. hostmaster.feed.rpz. (
+        1 3600 600 86400 300 ) ; serial refresh retry expire minimum
+  NS ns.feed.rpz.
+$ORIGIN feed.rpz.
+bad.example        CNAME .
+*.wild.example 60 IN CNAME .
+nodata.example     CNAME *.
+pass.example       CNAME rpz-passthru.
+local.example      A 192.0.2.1
+32.1.2.0.192.rpz-ip CNAME .
+abs.example.feed.rpz. CNAME .
+`,
+		"zone.txt": `$ORIGIN feed.rpz.
+bad.example CNAME .
+outside.example.org. CNAME .
+$INCLUDE other.zone
+`,
+	}
+	open := func(name string) (io.ReadCloser, int64, error) {
+		s := files[filepath.Base(name)]
+		return io.NopCloser(strings.NewReader(s)), int64(len(s)), nil
+	}
+	src := `rules:
+  - name: feeds
+    domains_from: [{path: filters.txt, format: adblock}, feed.rpz]
+    action: nxdomain
+`
+	p, err := Parse("p.yaml", []byte(src), Options{OpenList: open, Now: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Rules()[0]
+	if fmt.Sprint(r.ListFormats) != "[adblock rpz]" || r.DomainCount != 5 {
+		t.Errorf("formats %v, %d domains; want [adblock rpz], 5", r.ListFormats, r.DomainCount)
+	}
+	for name, want := range map[string]Action{
+		"ads.example": ActionNXDomain, "x.ads.example": ActionNXDomain, "tracker.example.net": ActionNXDomain,
+		"cdn.example": ActionAllow, "good.example": ActionAllow, "paths.example": ActionAllow,
+		"bad.example": ActionNXDomain, "a.bad.example": ActionNXDomain, "a.wild.example": ActionNXDomain,
+		"wild.example": ActionAllow, "nodata.example": ActionAllow, "pass.example": ActionAllow,
+		"local.example": ActionAllow, "abs.example": ActionNXDomain, "feed.rpz": ActionAllow,
+	} {
+		if got := p.Decide(netip.Addr{}, name, TypeA).Action; got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+	var warns []string
+	for _, w := range p.Warnings() {
+		warns = append(warns, w.String())
+	}
+	for _, want := range []string{
+		"p.yaml:3:20: warning: filters.txt, read as adblock: 5 lines name no domain and were skipped: 3 filters not of the form ||name^ (paths, cosmetic filters, patterns), 1 exceptions (@@), 1 filters with options ($...)",
+		"p.yaml:3:58: warning: feed.rpz, read as rpz: 4 lines name no domain and were skipped: 1 CNAME *. (nodata), 1 CNAME rpz-passthru. (exceptions), 1 local data (A records), 1 triggers other than a query name (rpz-ip, rpz-nsdname, ...)",
+	} {
+		if !slices.Contains(warns, want) {
+			t.Errorf("no warning\n  %s\nin\n  %s", want, strings.Join(warns, "\n  "))
+		}
+	}
+
+	_, err = Parse("p.yaml", []byte(`rules:
+  - {name: z, domains_from: [{path: zone.txt, format: rpz}, {path: filters.txt, format: hosts}, {format: plain}, plain.txt], action: nxdomain}
+`), Options{OpenList: func(name string) (io.ReadCloser, int64, error) {
+		if filepath.Base(name) == "plain.txt" {
+			s := "fine.example\n||ads.example^\n"
+			return io.NopCloser(strings.NewReader(s)), int64(len(s)), nil
+		}
+		return open(name)
+	}, Now: testNow})
+	want := []string{
+		`p.yaml:2:89: domains_from format: unknown format "hosts" (want plain, adblock or rpz)`,
+		`p.yaml:2:97: domains_from entry: needs path`,
+		`zone.txt:3: owner outside.example.org is not in the zone feed.rpz.`,
+		`zone.txt:4: $INCLUDE is not followed in an RPZ list`,
+		`plain.txt:2: "||ads.example^" is an adblock filter: give this list format: adblock`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
 	}
 }
