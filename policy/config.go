@@ -93,11 +93,11 @@ type TestCase struct {
 // Rule is one compiled rule of a policy.
 type Rule struct {
 	Name        string
-	Domains     []string // as normalized, "*." kept for below-only
+	Domains     []string     // as normalized, "*." kept for below-only
 	DomainsFrom []string     // list file paths as written
 	ListFormats []ListFormat // the format of each of DomainsFrom
-	DomainCount int      // distinct domains, inline and from lists
-	Types       []uint16 // empty: every type
+	DomainCount int          // distinct domains, inline and from lists
+	Types       []uint16     // empty: every type
 	Action      Action
 	Mode        Mode
 	Clients     []string // client group names; empty: every client
