@@ -14,7 +14,7 @@ const (
 	TypeANY  uint16 = 255
 )
 
-//go:generate go run ./internal/gentypes -o types_table.go
+//go:generate go run ../resolver/internal/gentypes -o types_table.go
 
 var typeNames = func() map[uint16]string {
 	m := make(map[uint16]string, len(typeCodes))

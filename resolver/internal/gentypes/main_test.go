@@ -13,7 +13,7 @@ func TestTableIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile("../../types_table.go")
+	got, err := os.ReadFile("../../../policy/types_table.go")
 	if err != nil {
 		t.Fatal(err)
 	}
