@@ -13,7 +13,7 @@ import (
 
 // configFlag adds the -config flag to fs.
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", "", "policy file (YAML)")
+	return fs.String("config", "", "the policy `FILE` (YAML)")
 }
 
 func check(args []string, stdout, stderr io.Writer) int {

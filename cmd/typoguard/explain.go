@@ -13,11 +13,15 @@ import (
 	"github.com/typoguard/typoguard/resolver"
 )
 
+// explainFlags defines explain's flags on fs.
+func explainFlags(fs *flag.FlagSet) (config, client *string) {
+	return configFlag(fs), fs.String("client", "127.0.0.1", "the client `IP` the query comes from")
+}
+
 func explain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := configFlag(fs)
-	clientFlag := fs.String("client", "127.0.0.1", "client address the query comes from")
+	config, clientFlag := explainFlags(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2

@@ -7,6 +7,9 @@
 //	typoguard test -config FILE [-server ADDR]
 //	typoguard lookalikes [-config FILE] [DOMAIN...] [-check NAME...]
 //	typoguard version
+//	typoguard help [COMMAND]
+//	typoguard completion bash|zsh
+//	typoguard man
 package main
 
 import (
@@ -18,24 +21,12 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/typoguard/typoguard/policy"
 )
-
-const usage = `typoguard: a DNS resolver that makes mail to lookalike domains fail closed
-
-usage:
-  typoguard [serve] [-config FILE] [-listen ADDR]...   run the resolver (no -config: the embedded default on 127.0.0.1:5300)
-  typoguard check -config FILE                         validate a policy; summary, warnings, every error
-  typoguard explain -config FILE [-client IP] NAME [TYPE]
-                                                       which rule decides a query, and the exact answer
-  typoguard test -config FILE [-server ADDR]           run the policy's tests: offline, or against a live typoguard
-  typoguard lookalikes [-config FILE] [DOMAIN...] [-check NAME...]
-                                                       the lookalikes typoguard blocks, by kind; -check judges names
-  typoguard version                                    the version, VCS revision and Go it was built with (also -version)
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -45,27 +36,19 @@ func main() {
 // 1 a failed check or test or a serve error, 2 bad usage.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || args[0] == "-version" || args[0] == "--version") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || slices.Contains([]string{"-version", "--version", "-h", "-help", "--help"}, args[0])) {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
-	case "serve":
-		return serve(args, stderr)
-	case "check":
-		return check(args, stdout, stderr)
-	case "explain":
-		return explain(args, stdout, stderr)
-	case "test":
-		return runTests(args, stdout, stderr)
-	case "lookalikes":
-		return lookalikes(args, stdout, stderr)
-	case "version", "-version", "--version":
-		return printVersion(stdout)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	case "-version", "--version":
+		cmd = "version"
+	case "-h", "-help", "--help":
+		cmd = "help"
 	}
-	fmt.Fprintf(stderr, "typoguard: unknown command %q\n\n%s", cmd, usage)
+	if c, ok := lookup(cmd); ok {
+		return c.run(args, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "typoguard: unknown command %q\n\n%s", cmd, usageText())
 	return 2
 }
 

@@ -24,13 +24,19 @@ import (
 // shutdownGrace bounds how long SIGTERM waits for queries in flight.
 const shutdownGrace = 5 * time.Second
 
+// serveFlags defines serve's flags on fs.
+func serveFlags(fs *flag.FlagSet) (config *string, listen *listFlag, cpuProfile *string) {
+	config = configFlag(fs)
+	listen = new(listFlag)
+	fs.Var(listen, "listen", "`ADDR` to listen on, UDP and TCP (repeatable; overrides the policy's listen)")
+	cpuProfile = fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this `FILE` until typoguard stops")
+	return config, listen, cpuProfile
+}
+
 func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := configFlag(fs)
-	var listen listFlag
-	fs.Var(&listen, "listen", "address to listen on, UDP and TCP (repeatable; overrides the policy's listen)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file until typoguard stops")
+	config, listen, cpuProfile := serveFlags(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -65,8 +71,8 @@ func serve(args []string, stderr io.Writer) int {
 	// below.
 	defer logs.Close()
 	addrs := p.Listen
-	if len(listen) > 0 {
-		addrs = listen
+	if len(*listen) > 0 {
+		addrs = *listen
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

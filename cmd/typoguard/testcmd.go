@@ -8,12 +8,18 @@ import (
 	"github.com/typoguard/typoguard/policy"
 )
 
+// testFlags defines test's flags on fs.
+func testFlags(fs *flag.FlagSet) (config *string, verbose *bool, server *string) {
+	config = configFlag(fs)
+	verbose = fs.Bool("v", false, "print every case, not only failures")
+	server = fs.String("server", "", "ask the typoguard at `ADDR` (ip:port) each case over DNS, instead of deciding it offline")
+	return config, verbose, server
+}
+
 func runTests(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := configFlag(fs)
-	verbose := fs.Bool("v", false, "print every case, not only failures")
-	server := fs.String("server", "", "ask the typoguard at this ip:port each case over DNS, instead of deciding it offline")
+	config, verbose, server := testFlags(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
