@@ -1,7 +1,7 @@
 # The one command that runs every test: vet, then the whole suite with the
 # race detector, verbose so the log shows each end-to-end test (dig, Postfix)
 # that ran.
-.PHONY: test build bench fmt install
+.PHONY: test build bench fmt install image
 
 test:
 	go vet ./...
@@ -25,3 +25,9 @@ install: build
 	./typoguard man > $(DESTDIR)$(PREFIX)/share/man/man1/typoguard.1
 	./typoguard completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/typoguard
 	./typoguard completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_typoguard
+
+# image: the container image as a tarball (docker load / podman load <
+# typoguard-image.tar), built without a registry or a container engine.
+image:
+	CGO_ENABLED=0 go build -buildvcs=auto -trimpath -ldflags="-s -w" -o bin/typoguard-linux-$$(go env GOARCH) ./cmd/typoguard
+	go run ./deploy/image -binary bin/typoguard-linux-$$(go env GOARCH) -arch $$(go env GOARCH) -policy deploy/typoguard.yaml -o typoguard-image.tar -tag typoguard:latest
