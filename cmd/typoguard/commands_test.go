@@ -7,21 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// needTool finds a program a test runs; without it the test fails under
-// CI=true, where .ci/run installs it, and is skipped elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed (.ci/run installs it)", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
+	"github.com/typoguard/typoguard/resolver/resolvertest"
+)
 
 // TestHelpShowsEveryFlag holds `typoguard help COMMAND` to the flags the
 // command parses: each is listed with its argument and text.
@@ -57,7 +45,7 @@ func TestHelpShowsEveryFlag(t *testing.T) {
 // TestBashCompletion sources the bash completion and completes command
 // names, each command's flags, and a file name after -config.
 func TestBashCompletion(t *testing.T) {
-	bash := needTool(t, "bash")
+	bash := resolvertest.NeedTool(t, "bash", "bash")
 	script, _, code := runBinary(t, "completion", "bash")
 	if code != 0 {
 		t.Fatal("completion bash failed")
@@ -106,7 +94,7 @@ func TestBashCompletion(t *testing.T) {
 // TestZshCompletion checks the zsh completion parses, and names every
 // command and flag.
 func TestZshCompletion(t *testing.T) {
-	zsh := needTool(t, "zsh")
+	zsh := resolvertest.NeedTool(t, "zsh", "zsh")
 	script, _, code := runBinary(t, "completion", "zsh")
 	if code != 0 {
 		t.Fatal("completion zsh failed")
@@ -133,7 +121,7 @@ func TestZshCompletion(t *testing.T) {
 // TestManPage renders typoguard(1) with groff, warnings on: it must render
 // without one and name every command and flag.
 func TestManPage(t *testing.T) {
-	groff := needTool(t, "groff")
+	groff := resolvertest.NeedTool(t, "groff", "groff-base")
 	page, _, code := runBinary(t, "man")
 	if code != 0 || !strings.HasPrefix(page, ".TH TYPOGUARD 1 ") {
 		t.Fatalf("man: exit %d\n%s", code, page)
@@ -168,7 +156,7 @@ func TestManPage(t *testing.T) {
 // TestMakeInstall installs into a staging directory: the binary, the man
 // page and both completions, where the README says.
 func TestMakeInstall(t *testing.T) {
-	makePath := needTool(t, "make")
+	makePath := resolvertest.NeedTool(t, "make", "make")
 	dest := t.TempDir()
 	cmd := exec.Command(makePath, "-C", filepath.Join("..", ".."), "install", "DESTDIR="+dest, "PREFIX=/usr")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/typoguard/typoguard/resolver/resolvertest"
 )
 
 // binary is the typoguard binary the end-to-end tests run, built once.
@@ -204,17 +206,7 @@ func (g *guard) port() string {
 
 // digPath finds dig. Without it the test fails under CI=true and is skipped
 // elsewhere.
-func digPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("dig")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("dig is required under CI=true: %v (apt-get install bind9-dnsutils)", err)
-		}
-		t.Skipf("dig not installed: %v", err)
-	}
-	return p
-}
+func digPath(t *testing.T) string { return resolvertest.NeedTool(t, "dig", "bind9-dnsutils") }
 
 // digResult is dig's output, parsed.
 type digResult struct {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/typoguard/typoguard/resolver/resolvertest"
 )
 
 // TestImage builds the image tarball as `make image` does, reads its
@@ -24,7 +26,7 @@ import (
 // image's own layer, runs that binary on loopback as the image's user
 // would run it, and asks it with dig.
 func TestImage(t *testing.T) {
-	dig := needTool(t, "dig")
+	dig := resolvertest.NeedTool(t, "dig", "bind9-dnsutils")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "typoguard")
 	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/typoguard")
@@ -165,18 +167,4 @@ func TestImage(t *testing.T) {
 			t.Errorf("dig %s %s against the image's typoguard: %v\n%s", q[0], q[1], err, o)
 		}
 	}
-}
-
-// needTool finds a program the test runs; without it the test fails under
-// CI=true, where .ci/run installs it, and is skipped elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed (.ci/run installs it)", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
 }
