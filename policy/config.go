@@ -16,16 +16,21 @@ type Settings struct {
 	ClientGroups    []ClientGroup  // in file order
 	Upstreams       []string       // host:port; empty: the system's resolvers
 	UpstreamTimeout time.Duration  // for one forwarded query, all tries together
-	Cache           CacheSettings
-	Answers         AnswerSettings
-	Lookalikes      LookalikeSettings
-	Explainer       ExplainerSettings
-	RPZ             RPZSettings // parsed and checked; not served by this version
-	Limits          LimitSettings
-	RateLimit       RateLimitSettings
-	Tests           []TestCase
-	Metrics         string // host:port of the Prometheus listener; "" = off
-	Log             LogSettings
+	// UpstreamCAFile holds the roots (PEM) that DNS-over-TLS and HTTPS
+	// upstreams' certificates are checked against, as written; "": the
+	// system's roots.
+	UpstreamCAFile string
+	UpstreamCAPos  Position
+	Cache          CacheSettings
+	Answers        AnswerSettings
+	Lookalikes     LookalikeSettings
+	Explainer      ExplainerSettings
+	RPZ            RPZSettings // parsed and checked; not served by this version
+	Limits         LimitSettings
+	RateLimit      RateLimitSettings
+	Tests          []TestCase
+	Metrics        string // host:port of the Prometheus listener; "" = off
+	Log            LogSettings
 }
 
 // ClientGroup is a named set of client networks that rules can refer to.

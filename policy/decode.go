@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -297,21 +298,44 @@ func (d *decoder) hostPort(n *yaml.Node, s, what, defaultPort string, needIP boo
 }
 
 // upstream reads a server to forward to: "ip:port", or a bare IP meaning
-// port 53. Encrypted upstreams are refused by name, not as a bad address,
-// and never fall back to plain DNS.
+// port 53; "tls://IP[:PORT]#NAME", DNS over TLS to IP (port 853) whose
+// certificate must be valid for NAME; or "https://HOST[:PORT]/PATH", DNS
+// over HTTPS. It returns the server as the resolver takes it.
 func (d *decoder) upstream(n *yaml.Node, s, what string) (string, bool) {
-	scheme, _, ok := strings.Cut(s, "://")
+	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return d.hostPort(n, s, what, "53", true)
 	}
 	switch strings.ToLower(scheme) {
 	case "tls":
-		d.errorf(n, "%s: %q: encrypted upstreams (DNS over TLS) are not supported by this version of typoguard yet; only plain DNS upstreams (ip:port) are", what, s)
+		addr, name, hasName := strings.Cut(rest, "#")
+		if !hasName || name == "" {
+			d.errorf(n, "%s: %q: DNS over TLS needs the name its certificate is for: tls://IP:PORT#NAME", what, s)
+			return "", false
+		}
+		if _, ok := CanonicalName(name); !ok {
+			d.errorf(n, "%s: %q: %q is not a host name to check the certificate against", what, s, name)
+			return "", false
+		}
+		hp, ok := d.hostPort(n, addr, what, "853", true)
+		if !ok {
+			return "", false
+		}
+		return "tls://" + hp + "#" + strings.ToLower(strings.TrimSuffix(name, ".")), true
 	case "https":
-		d.errorf(n, "%s: %q: encrypted upstreams (DNS over HTTPS) are not supported by this version of typoguard yet; only plain DNS upstreams (ip:port) are", what, s)
-	default:
-		d.errorf(n, "%s: %q: unknown scheme %q (want ip:port)", what, s, scheme)
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			d.errorf(n, "%s: %q: not a URL: %v", what, s, err)
+		case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			d.errorf(n, "%s: %q: want https://HOST[:PORT]/PATH, with no user, query or fragment", what, s)
+		default:
+			u.Scheme = "https"
+			return u.String(), true
+		}
+		return "", false
 	}
+	d.errorf(n, "%s: %q: unknown scheme %q (want ip:port, tls://IP:PORT#NAME or https://HOST/PATH)", what, s, scheme)
 	return "", false
 }
 
@@ -364,6 +388,11 @@ func (d *decoder) decodeFile(root *yaml.Node, now time.Time) (Settings, []rawRul
 					s.Upstreams = append(s.Upstreams, hp)
 				}
 			})
+		},
+		"upstream_ca_file": func(v *yaml.Node) {
+			if f, ok := d.str(v, "upstream_ca_file"); ok {
+				s.UpstreamCAFile, s.UpstreamCAPos = f, d.pos(v)
+			}
 		},
 		"upstream_timeout": func(v *yaml.Node) {
 			d.duration(v, "upstream_timeout", &s.UpstreamTimeout)

@@ -8,6 +8,9 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +54,50 @@ type Policy struct {
 	// absent. lookRules holds one rule per protected domain, by index.
 	look      *lookalikeIndex
 	lookRules []Rule
+	// roots are upstream_ca_file's certificates, and rootsID the SHA-256
+	// of that file; nil and "" for the system's roots.
+	roots   *x509.CertPool
+	rootsID string
+}
+
+// UpstreamRoots returns the roots that encrypted upstreams' certificates
+// are checked against, nil for the system's, and an identity of them:
+// two policies with the same identity have the same roots.
+func (p *Policy) UpstreamRoots() (*x509.CertPool, string) { return p.roots, p.rootsID }
+
+// maxCABytes bounds upstream_ca_file.
+const maxCABytes = 1 << 20
+
+// loadRoots reads upstream_ca_file, through the list opener, relative to
+// the policy file as lists are.
+func (c *compiler) loadRoots() {
+	p := c.p
+	if p.UpstreamCAFile == "" {
+		return
+	}
+	at := nodeAt(p.UpstreamCAPos)
+	f, _, err := c.openList(p.UpstreamCAFile)
+	if err != nil {
+		c.d.errorf(at, "upstream_ca_file: %v", err)
+		return
+	}
+	defer f.Close()
+	pem, err := io.ReadAll(io.LimitReader(f, maxCABytes+1))
+	switch {
+	case err != nil:
+		c.d.errorf(at, "upstream_ca_file: cannot read %s: %v", p.UpstreamCAFile, unwrapPath(err))
+		return
+	case len(pem) > maxCABytes:
+		c.d.errorf(at, "upstream_ca_file: %s is over %d bytes", p.UpstreamCAFile, maxCABytes)
+		return
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		c.d.errorf(at, "upstream_ca_file: %s holds no PEM certificate", p.UpstreamCAFile)
+		return
+	}
+	sum := sha256.Sum256(pem)
+	p.roots, p.rootsID = pool, hex.EncodeToString(sum[:])
 }
 
 // Rules returns the policy's rules in file order. The caller must not
@@ -92,6 +139,7 @@ func Parse(file string, src []byte, opts Options) (*Policy, error) {
 	}
 	c := compiler{d: d, p: p, opts: opts, now: t}
 	c.compile(raws)
+	c.loadRoots()
 	if len(d.errs) > 0 {
 		sortErrors(file, d.errs)
 		return nil, d.errs

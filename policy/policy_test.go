@@ -123,8 +123,8 @@ func TestEveryErrorKindReported(t *testing.T) {
 		"explainer.max_connections: 0 is not a positive number",
 		"explainer.timeout: 10ms is under a second",
 		"unknown key \"banner\" in explainer",
-		"encrypted upstreams (DNS over TLS) are not supported by this version of typoguard yet",
-		"encrypted upstreams (DNS over HTTPS) are not supported by this version of typoguard yet",
+		"DNS over TLS needs the name its certificate is for",
+		"want https://HOST[:PORT]/PATH, with no user, query or fragment",
 		"rpz.listen: bad address \"127.0.0.1\" (want host:port)",
 		"rpz.zone: a zone name cannot be a wildcard",
 		"rpz.allow_transfer: bad CIDR \"10.0.0.0/33\"",
@@ -403,22 +403,42 @@ func TestForwardServers(t *testing.T) {
 	}
 }
 
-func TestEncryptedUpstreamsRefused(t *testing.T) {
+// TestEncryptedUpstreams reads DNS-over-TLS and HTTPS upstreams, default
+// upstreams and a forward rule's servers alike, and refuses each malformed
+// one at its position, never taking it for plain DNS.
+func TestEncryptedUpstreams(t *testing.T) {
+	p := mustParse(t, `upstreams: ["tls://10.0.0.2#DNS.Example.NET.", "tls://[2001:db8::2]:8853#dns.example.net", "HTTPS://dns.example.net/dns-query", "https://10.0.0.3:8443/q"]
+rules:
+  - {name: corp, domains: [corp.internal], action: forward, servers: ["tls://10.1.1.53#ns.corp.internal"]}
+`)
+	want := []string{"tls://10.0.0.2:853#dns.example.net", "tls://[2001:db8::2]:8853#dns.example.net", "https://dns.example.net/dns-query", "https://10.0.0.3:8443/q"}
+	if !slices.Equal(p.Upstreams, want) {
+		t.Errorf("upstreams %q, want %q", p.Upstreams, want)
+	}
+	if s := p.Rules()[0].Servers; !slices.Equal(s, []string{"tls://10.1.1.53:853#ns.corp.internal"}) {
+		t.Errorf("forward servers %q", s)
+	}
 	tests := []struct {
 		name, src, want string
 	}{
-		{"DoT upstream", `upstreams: ["tls://10.0.0.2:853#dns.example.net"]`,
-			`p.yaml:1:13: upstreams: "tls://10.0.0.2:853#dns.example.net": encrypted upstreams (DNS over TLS) are not supported`},
-		{"DoH upstream", `upstreams: ["HTTPS://dns.example.net/dns-query"]`,
-			`p.yaml:1:13: upstreams: "HTTPS://dns.example.net/dns-query": encrypted upstreams (DNS over HTTPS) are not supported`},
+		{"DoT without a name", `upstreams: ["tls://10.0.0.2:853"]`,
+			`p.yaml:1:13: upstreams: "tls://10.0.0.2:853": DNS over TLS needs the name its certificate is for: tls://IP:PORT#NAME`},
+		{"DoT to a host name", `upstreams: ["tls://dns.example.net:853#dns.example.net"]`,
+			`p.yaml:1:13: upstreams: "dns.example.net" is not an IP address`},
+		{"DoT with a bad name", `upstreams: ["tls://10.0.0.2#bad..name"]`,
+			`p.yaml:1:13: upstreams: "tls://10.0.0.2#bad..name": "bad..name" is not a host name to check the certificate against`},
+		{"DoH with a query", `upstreams: ["https://dns.example.net/dns-query?dns=x"]`,
+			`p.yaml:1:13: upstreams: "https://dns.example.net/dns-query?dns=x": want https://HOST[:PORT]/PATH, with no user, query or fragment`},
 		{"DoT forward server", "rules:\n  - {name: corp, domains: [corp.internal], action: forward, servers: [\"tls://10.1.1.53:853\"]}",
-			`p.yaml:2:71: servers: "tls://10.1.1.53:853": encrypted upstreams (DNS over TLS) are not supported`},
+			`p.yaml:2:71: servers: "tls://10.1.1.53:853": DNS over TLS needs the name`},
 		{"other scheme", `upstreams: ["udp://10.0.0.2:53"]`,
-			`p.yaml:1:13: upstreams: "udp://10.0.0.2:53": unknown scheme "udp" (want ip:port)`},
+			`p.yaml:1:13: upstreams: "udp://10.0.0.2:53": unknown scheme "udp" (want ip:port, tls://IP:PORT#NAME or https://HOST/PATH)`},
+		{"CA file that is no PEM", "upstream_ca_file: ca.pem\nupstreams: [\"tls://10.0.0.2#dns.example.net\"]",
+			`p.yaml:1:19: upstream_ca_file: ca.pem holds no PEM certificate`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("p.yaml", []byte(tc.src), Options{Now: testNow})
+			_, err := Parse("p.yaml", []byte(tc.src), Options{Now: testNow, OpenList: listsFrom(func(string) ([]byte, error) { return []byte("not a certificate"), nil })})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want a line starting %s", err, tc.want)
 			}

@@ -6,6 +6,8 @@ package resolver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,7 +94,10 @@ type Server struct {
 	// cacheCounts count the hits, misses and evictions of every cache the
 	// server has had.
 	cacheCounts cache.Counters
-	flight      singleflight.Group
+	// roots are the policy's upstream_ca_file roots while its routes are
+	// made (nil: the system's); written and read under cacheMu.
+	roots  *x509.CertPool
+	flight singleflight.Group
 	// lastUpstreamOK is when an upstream last answered, in Unix nanoseconds.
 	lastUpstreamOK atomic.Int64
 
@@ -172,8 +177,10 @@ func (s *Server) Reload(p *policy.Policy) error {
 		plans:  compilePlans(p, addrs),
 		routes: map[string]*route{},
 	}
+	roots, rootsID := p.UpstreamRoots()
+	s.roots = roots
 	routeOf := func(addrs []string) *route {
-		key := strings.Join(addrs, " ") + "/" + p.UpstreamTimeout.String()
+		key := strings.Join(addrs, " ") + "/" + p.UpstreamTimeout.String() + "/" + rootsID
 		if r, ok := snap.routes[key]; ok {
 			return r
 		}
@@ -242,12 +249,42 @@ func (s *Server) newGroup(addrs []string, timeout time.Duration) upstream.Exchan
 	for _, a := range addrs {
 		// The group shares out the time; a server needs no cap of its own
 		// below the policy's upstream_timeout.
-		srv := upstream.NewServer(a)
-		srv.Timeout = timeout
-		g.Servers = append(g.Servers, srv)
+		g.Servers = append(g.Servers, s.newExchanger(a, timeout))
 	}
 	return g
 }
+
+// newExchanger makes the exchanger for one upstream as the policy writes
+// it: ip:port, tls://IP:PORT#NAME or an https URL. Encrypted ones check
+// certificates against s.roots (nil: the system's) and need TLS 1.2.
+func (s *Server) newExchanger(a string, timeout time.Duration) upstream.Exchanger {
+	switch {
+	case strings.HasPrefix(a, "tls://"):
+		addr, name, _ := strings.Cut(strings.TrimPrefix(a, "tls://"), "#")
+		return &upstream.TLSServer{Addr: addr, Name: a, Timeout: timeout,
+			Config: &tls.Config{ServerName: name, RootCAs: s.roots, MinVersion: tls.VersionTLS12}}
+	case strings.HasPrefix(a, "https://"):
+		if srv, err := upstream.NewHTTPSServer(a, &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12}, timeout); err == nil {
+			return srv
+		}
+		// The policy checked the URL; an exchanger that only fails is the
+		// safe answer to one it did not.
+		return failing{a}
+	}
+	srv := upstream.NewServer(a)
+	srv.Timeout = timeout
+	return srv
+}
+
+// failing is an upstream that cannot be used: every exchange fails.
+type failing struct{ addr string }
+
+func (f failing) Exchange(context.Context, *dns.Msg) (*dns.Msg, error) {
+	return nil, fmt.Errorf("upstream %s cannot be used", f.addr)
+}
+
+// Address returns the upstream as the policy writes it.
+func (f failing) Address() string { return f.addr }
 
 // ServeDNS answers one query: it resolves it, shapes the reply for the
 // transport and writes it. A panic while resolving answers SERVFAIL.

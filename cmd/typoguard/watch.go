@@ -116,14 +116,17 @@ func (pw *policyWatch) run(ctx context.Context) {
 	}
 }
 
-// policyFiles lists the files a policy was read from: the policy file, then
-// its list files.
+// policyFiles lists the files a policy was read from: the policy file, its
+// list files, and its upstream_ca_file.
 func policyFiles(p *policy.Policy) []string {
 	files := []string{p.File}
 	for _, r := range p.Rules() {
 		for _, l := range r.DomainsFrom {
 			files = append(files, policy.ListPath(p.File, l))
 		}
+	}
+	if p.UpstreamCAFile != "" {
+		files = append(files, policy.ListPath(p.File, p.UpstreamCAFile))
 	}
 	return files
 }
