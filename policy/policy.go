@@ -509,8 +509,16 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, format ListForma
 	}
 	if n := skips.total(); n > 0 {
 		c.p.warnings = append(c.p.warnings, Warning{Pos: at,
-			Msg: fmt.Sprintf("%s, read as %s: %d lines name no domain and were skipped: %s", filepath.ToSlash(file), format, n, skips.summary())})
+			Msg: fmt.Sprintf("%s, read as %s: %s: %s", filepath.ToSlash(file), format, plural(n, "line names no domain and was skipped", "lines name no domain and were skipped"), skips.summary())})
 	}
+}
+
+// plural is "1 one" or "N many".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // reserve sizes the table for a list file of size bytes whose first
