@@ -94,6 +94,9 @@ type Server struct {
 	// cacheCounts count the hits, misses and evictions of every cache the
 	// server has had.
 	cacheCounts cache.Counters
+	// fails holds back repeats of the warning that a route's upstreams
+	// all failed.
+	fails failLog
 	// roots are the policy's upstream_ca_file roots while its routes are
 	// made (nil: the system's); written and read under cacheMu.
 	roots  *x509.CertPool
@@ -537,14 +540,18 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dn
 			// RFC 8767: an answer past its TTL, within cache.serve_stale,
 			// rather than a failure.
 			if stale, ok := snap.cache.Stale(key, staleTTL); ok {
-				s.log.Warn("every upstream failed; answering from the cache, stale", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err)
+				if log, held := s.fails.allow(failKey{pl.up, true}, s.now()); log {
+					s.log.Warn("every upstream failed; answering from the cache, stale", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err, "held_back", held)
+				}
 				stale.Extra = append(stale.Extra, &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT},
 					Option: []dns.EDNS0{&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "typoguard: the upstreams failed; this answer is past its TTL"}}})
 				return stale, nil
 			}
 		}
 		if err != nil {
-			s.log.Warn("every upstream failed; answering SERVFAIL", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err)
+			if log, held := s.fails.allow(failKey{pl.up, false}, s.now()); log {
+				s.log.Warn("every upstream failed; answering SERVFAIL", "name", key.Name, "type", dns.TypeToString[key.Type], "err", err, "held_back", held)
+			}
 		}
 		reply = failure(q, reply, err, pl.up.addrs)
 		// What the upstreams answered is kept, a SERVFAIL for a while too
