@@ -134,6 +134,7 @@ start_nsd() {
 rss() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$tg_pid/status"; }
 goroutines() { curl -s "127.0.0.1:$metrics_port/debug/pprof/goroutine?debug=1" | awk 'NR == 1 { print $4 }'; }
 entries() { curl -s "127.0.0.1:$metrics_port/metrics" | awk '$1 == "typoguard_cache_entries" { print $2 }'; }
+heap() { curl -s "127.0.0.1:$metrics_port/metrics" | awk '$1 == "go_memstats_heap_inuse_bytes" { printf "%.0f", $2 / 1048576 }'; }
 # latency NAME TYPE: dig's query time in ms, or "lost".
 latency() {
 	dig +tries=1 +time=2 @127.0.0.1 -p "$tg_port" "$1" "$2" 2>/dev/null | awk '/Query time/ { t = $4 } END { print (t == "" ? "lost" : t) }'
@@ -186,15 +187,17 @@ echo "== 1. steady: $rate qps for $steady s (60% cached, 20% blocked, 20% misses
 perf "$tmp/steady.dnsperf" "$tmp/steady.txt" "$rate" "$steady"
 warm=$((steady < 60 ? steady / 2 : 30))
 sleep "$warm"
-rss_warm=$(rss) rss_max=$rss_warm entries_warm=$(entries)
+rss_warm=$(rss) rss_max=$rss_warm entries_warm=$(entries) series="$rss_warm" heaps="$(heap)"
 for ((t = warm; t < steady; t += 10)); do
 	sleep $((steady - t < 10 ? steady - t : 10))
 	r=$(rss)
 	((r > rss_max)) && rss_max=$r
+	if (((t + 10 - warm) % 60 == 0)); then series+=" $r" heaps+=" $(heap)"; fi
 done
 wait "$perf_pid" || true
 echo "steady: $(perf_summary "$tmp/steady.dnsperf")"
 echo "steady: rss after warm-up $rss_warm MiB, highest after $rss_max MiB, growth $(((rss_max - rss_warm) * 100 / rss_warm))%, at end $(rss) MiB; cache entries after warm-up $entries_warm, at end $(entries)"
+echo "steady: every 60 s from the warm-up: rss MiB $series; Go heap in use MiB $heaps"
 
 # --- 2. the upstream stops --------------------------------------------------
 echo "== 2. upstream stopped 10 s into 30 s at $rate qps"
