@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +22,9 @@ import (
 // (nil RootCAs: the system's); nothing is ever sent in plain text. An
 // HTTPSServer is safe for concurrent use once built by NewHTTPSServer.
 type HTTPSServer struct {
-	url    string
-	client *http.Client
+	url     string
+	timeout time.Duration
+	client  *http.Client
 }
 
 // maxDoHReply bounds the body of a reply read: one DNS message.
@@ -45,7 +47,7 @@ func NewHTTPSServer(rawURL string, cfg *tls.Config, timeout time.Duration) (*HTT
 		IdleConnTimeout:     tlsIdle,
 		TLSHandshakeTimeout: timeout,
 	}
-	return &HTTPSServer{url: u.String(), client: &http.Client{Transport: tr, Timeout: timeout,
+	return &HTTPSServer{url: u.String(), timeout: timeout, client: &http.Client{Transport: tr, Timeout: timeout,
 		// A resolver follows no redirect: it would send the query elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
 }
@@ -57,21 +59,15 @@ func (s *HTTPSServer) Address() string { return s.url }
 // Id set to q's. The query goes with ID 0, as RFC 8484 §4.1 asks, so that
 // HTTP caches can share answers.
 func (s *HTTPSServer) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
-	if len(q.Question) != 1 {
-		return nil, fmt.Errorf("forward to %s: query has %d questions, want 1", s.url, len(q.Question))
-	}
-	wq := q.Copy()
-	wq.Id = 0
-	wire, err := wq.Pack()
+	ctx, cancel, wire, err := prepare(ctx, q, s.url, s.timeout)
 	if err != nil {
-		return nil, fmt.Errorf("forward %s to %s: pack query: %w", describe(q), s.url, err)
+		return nil, err
 	}
+	defer cancel()
+	binary.BigEndian.PutUint16(wire, 0)
 	r, err := s.post(ctx, wire, q.Question[0])
 	if err != nil {
-		if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
-			err = ctxErr
-		}
-		return nil, fmt.Errorf("forward %s to %s: %w", describe(q), s.url, err)
+		return nil, forwardError(ctx, q, s.url, err)
 	}
 	r.Id = q.Id
 	return r, nil

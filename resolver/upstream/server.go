@@ -66,24 +66,12 @@ func (s *Server) Address() string {
 // set to q's. q must hold exactly one question; its OPT record, if any, is
 // sent as it is.
 func (s *Server) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
-	if len(q.Question) != 1 {
-		return nil, fmt.Errorf("forward to %s: query has %d questions, want 1", s.Addr, len(q.Question))
-	}
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > timeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-
 	// Packed once; each try writes its own ID into it.
-	wire, err := q.Pack()
+	ctx, cancel, wire, err := prepare(ctx, q, s.Addr, s.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("forward %s to %s: pack query: %w", describe(q), s.Addr, err)
+		return nil, err
 	}
+	defer cancel()
 	r, err := s.exchange(ctx, "udp", wire, q)
 	if err == nil && r.Truncated {
 		r, err = s.exchange(ctx, "tcp", wire, q) // RFC 7766 §5
@@ -93,6 +81,37 @@ func (s *Server) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	}
 	r.Id = q.Id
 	return r, nil
+}
+
+// prepare is how every exchange with the server shown as name begins: q
+// must hold one question, ctx is bounded by timeout (DefaultTimeout when
+// zero) unless it ends sooner, and q is packed.
+func prepare(ctx context.Context, q *dns.Msg, name string, timeout time.Duration) (context.Context, context.CancelFunc, []byte, error) {
+	if len(q.Question) != 1 {
+		return nil, nil, nil, fmt.Errorf("forward to %s: query has %d questions, want 1", name, len(q.Question))
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	cancel := context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > timeout {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	wire, err := q.Pack()
+	if err != nil {
+		cancel()
+		return nil, nil, nil, fmt.Errorf("forward %s to %s: pack query: %w", describe(q), name, err)
+	}
+	return ctx, cancel, wire, nil
+}
+
+// forwardError says which query to which server failed, and how; a
+// cancelled exchange says so rather than how the cancellation surfaced.
+func forwardError(ctx context.Context, q *dns.Msg, name string, err error) error {
+	if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
+		err = ctxErr
+	}
+	return fmt.Errorf("forward %s to %s: %w", describe(q), name, err)
 }
 
 // exchange sends wire, q packed, under a new ID over network and returns

@@ -67,28 +67,14 @@ func (s *TLSServer) Address() string { return s.Name }
 // Exchange sends q to the server over TLS and returns its reply, with the
 // reply's Id set to q's.
 func (s *TLSServer) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
-	if len(q.Question) != 1 {
-		return nil, fmt.Errorf("forward to %s: query has %d questions, want 1", s.Name, len(q.Question))
-	}
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > timeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	wire, err := q.Pack()
+	ctx, cancel, wire, err := prepare(ctx, q, s.Name, s.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("forward %s to %s: pack query: %w", describe(q), s.Name, err)
+		return nil, err
 	}
+	defer cancel()
 	r, err := s.exchange(ctx, wire, q.Question[0])
 	if err != nil {
-		if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
-			err = ctxErr
-		}
-		return nil, fmt.Errorf("forward %s to %s: %w", describe(q), s.Name, err)
+		return nil, forwardError(ctx, q, s.Name, err)
 	}
 	r.Id = q.Id
 	return r, nil
