@@ -3,7 +3,9 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -31,10 +33,8 @@ const (
 var listFormatNames = map[string]ListFormat{"plain": ListPlain, "adblock": ListAdblock, "rpz": ListRPZ}
 
 func (f ListFormat) String() string {
-	for name, v := range listFormatNames {
-		if v == f {
-			return name
-		}
+	if names := [...]string{"plain", "adblock", "rpz"}; int(f) < len(names) {
+		return names[f]
 	}
 	return fmt.Sprintf("ListFormat(%d)", uint8(f))
 }
@@ -55,22 +55,16 @@ type listSkips map[string]int
 // summary says what was skipped, most first: "3 with options ($...), 1
 // exception (@@)".
 func (s listSkips) summary() string {
-	type kv struct {
-		k string
-		n int
-	}
-	var all []kv
-	for k, n := range s {
-		all = append(all, kv{k, n})
-	}
-	for i := 1; i < len(all); i++ {
-		for j := i; j > 0 && (all[j].n > all[j-1].n || all[j].n == all[j-1].n && all[j].k < all[j-1].k); j-- {
-			all[j], all[j-1] = all[j-1], all[j]
+	kinds := slices.Collect(maps.Keys(s))
+	slices.SortFunc(kinds, func(a, b string) int {
+		if s[a] != s[b] {
+			return s[b] - s[a]
 		}
-	}
-	parts := make([]string, len(all))
-	for i, e := range all {
-		parts[i] = fmt.Sprintf("%d %s", e.n, e.k)
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%d %s", s[k], k)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -23,8 +23,6 @@ type command struct {
 	// argument (lookalikes -check NAME...): shown, not parsed by fs.
 	trailing *flag.Flag
 	run      func(args []string, stdout, stderr io.Writer) int
-	// files names a flag's argument kind for completion: "file" or "".
-	files map[string]bool
 }
 
 // commands in the order the help lists them. Filled in init: the
@@ -35,17 +33,17 @@ func init() {
 	commands = []command{
 		{name: "serve", args: "[-config FILE] [-listen ADDR]... [-cpuprofile FILE]",
 			summary: "run the resolver (no -config: the embedded default on 127.0.0.1:5300)",
-			flags:   func(fs *flag.FlagSet) { serveFlags(fs) }, files: map[string]bool{"config": true, "cpuprofile": true},
-			run: func(args []string, _, stderr io.Writer) int { return serve(args, stderr) }},
+			flags:   func(fs *flag.FlagSet) { serveFlags(fs) },
+			run:     func(args []string, _, stderr io.Writer) int { return serve(args, stderr) }},
 		{name: "check", args: "-config FILE", summary: "validate a policy: summary, warnings, every error",
-			flags: func(fs *flag.FlagSet) { configFlag(fs) }, files: map[string]bool{"config": true}, run: check},
+			flags: func(fs *flag.FlagSet) { configFlag(fs) }, run: check},
 		{name: "explain", args: "-config FILE [-client IP] NAME [TYPE]", summary: "which rule decides a query, and the exact answer",
-			flags: func(fs *flag.FlagSet) { explainFlags(fs) }, files: map[string]bool{"config": true}, run: explain},
+			flags: func(fs *flag.FlagSet) { explainFlags(fs) }, run: explain},
 		{name: "test", args: "-config FILE [-server ADDR] [-v]", summary: "run the policy's tests: offline, or against a live typoguard",
-			flags: func(fs *flag.FlagSet) { testFlags(fs) }, files: map[string]bool{"config": true}, run: runTests},
+			flags: func(fs *flag.FlagSet) { testFlags(fs) }, run: runTests},
 		{name: "lookalikes", args: "[-config FILE] [DOMAIN...] [-check NAME...]",
-			summary: "the lookalikes typoguard blocks, by kind; -check judges names",
-			flags:   func(fs *flag.FlagSet) { configFlag(fs) }, files: map[string]bool{"config": true},
+			summary:  "the lookalikes typoguard blocks, by kind; -check judges names",
+			flags:    func(fs *flag.FlagSet) { configFlag(fs) },
 			trailing: &flag.Flag{Name: "check", Usage: "judge each `NAME` after it: a lookalike of what and how, protected, exempted, or none"},
 			run:      lookalikes},
 		{name: "version", summary: "the version, VCS revision and Go it was built with (also -version)",
@@ -101,10 +99,12 @@ func (c *command) flagsOf() []*flag.Flag {
 	return out
 }
 
-// flagArg is the name of a flag's argument, from the backquoted word of
-// its text, and the text without the quotes (flag.UnquoteUsage); "" for a
-// boolean flag.
-func flagArg(f *flag.Flag) (arg, usage string) { return flag.UnquoteUsage(f) }
+// takesFile reports a flag whose argument is a file (its text names it
+// `FILE`), for completion.
+func takesFile(f *flag.Flag) bool {
+	arg, _ := flag.UnquoteUsage(f)
+	return arg == "FILE"
+}
 
 // help prints the command list, or one command's usage and flags.
 func help(args []string, stdout, stderr io.Writer) int {
@@ -121,7 +121,7 @@ func help(args []string, stdout, stderr io.Writer) int {
 	if fl := c.flagsOf(); len(fl) > 0 {
 		fmt.Fprintln(stdout, "\nflags:")
 		for _, f := range fl {
-			arg, usage := flagArg(f)
+			arg, usage := flag.UnquoteUsage(f)
 			head := "  -" + f.Name
 			if arg != "" {
 				head += " " + arg
@@ -167,7 +167,7 @@ func bashCompletion() string {
 		var fl []string
 		for _, f := range c.flagsOf() {
 			fl = append(fl, "-"+f.Name)
-			if c.files[f.Name] {
+			if takesFile(f) {
 				fileFlags = append(fileFlags, c.name+":-"+f.Name)
 			}
 		}
@@ -217,11 +217,11 @@ func zshCompletion() string {
 		}
 		fmt.Fprintf(&b, "\t%s)\n\t\t_arguments", c.name)
 		for _, f := range fl {
-			arg, usage := flagArg(f)
+			arg, usage := flag.UnquoteUsage(f)
 			spec := "-" + f.Name + "[" + strings.NewReplacer("[", "(", "]", ")", ":", " -").Replace(usage) + "]"
 			if arg != "" {
 				action := " "
-				if c.files[f.Name] {
+				if takesFile(f) {
 					action = "_files"
 				}
 				spec += ":" + strings.ToLower(arg) + ":" + action
@@ -258,7 +258,7 @@ func manPage(_ []string, stdout, _ io.Writer) int {
 	for _, c := range commands {
 		fmt.Fprintf(&b, ".TP\n.B %s\n%s.\n", line(strings.TrimSpace(c.name+" "+c.args)), line(capitalize(c.summary)))
 		for _, f := range c.flagsOf() {
-			arg, usage := flagArg(f)
+			arg, usage := flag.UnquoteUsage(f)
 			head := `\fB\-` + esc.Replace(f.Name) + `\fR`
 			if arg != "" {
 				head += ` \fI` + esc.Replace(arg) + `\fR`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func TestHelpShowsEveryFlag(t *testing.T) {
 			t.Errorf("help %s: exit %d\n%s%s", c.name, code, got, errOut)
 		}
 		for _, f := range c.flagsOf() {
-			arg, usage := flagArg(f)
+			arg, usage := flag.UnquoteUsage(f)
 			if !strings.Contains(got, strings.TrimSpace("  -"+f.Name+" "+arg)+"\n      "+usage) {
 				t.Errorf("help %s lacks -%s:\n%s", c.name, f.Name, got)
 			}
