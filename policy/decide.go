@@ -86,33 +86,13 @@ func (d Decision) Forwarded() bool { return d.Action == ActionForward && d.Mode 
 // one on the most specific domain wins; on the same domain, the first in the
 // file. The cost grows with the name's length, not the number of rules.
 func (p *Policy) Decide(client netip.Addr, name string, qtype uint16) Decision {
-	n := len(name)
-	if n > 0 && name[n-1] == '.' && !escaped(name, n-1) {
-		n--
-	}
-	t := p.table
 	var best Decision
-	h := uint64(fnvOffset)
-	for i := n - 1; ; i-- {
-		if i < 0 || (name[i] == '.' && !escaped(name, i)) {
-			if i+1 < n {
-				suffix := name[i+1 : n]
-				if off, ok := find(t, h, suffix); ok {
-					if r := p.firstApplying(off, i < 0, client, qtype); r != nil {
-						best = Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: name[i+1:]}
-					}
-				}
-			}
-			if i < 0 {
-				break
-			}
+	p.table.walk(name, func(e uint32, start int) bool {
+		if r := p.firstApplying(e, start == 0, client, qtype); r != nil {
+			best = Decision{Action: r.Action, Mode: r.Mode, Rule: r, Domain: name[start:]}
 		}
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h = (h ^ uint64(c)) * fnvPrime
-	}
+		return true
+	})
 	if p.look != nil {
 		return p.decideLookalike(client, name, qtype, best)
 	}
@@ -126,33 +106,15 @@ func (p *Policy) Decide(client netip.Addr, name string, qtype uint16) Decision {
 // towards true: a name under a listed domain touches, whatever the rule's
 // types and clients.
 func (p *Policy) Touches(name string) bool {
-	n := len(name)
-	if n > 0 && name[n-1] == '.' && !escaped(name, n-1) {
-		n--
+	touches := false
+	p.table.walk(name, func(uint32, int) bool {
+		touches = true
+		return false
+	})
+	if !touches && p.look != nil {
+		_, touches = p.look.find(name, -1, true)
 	}
-	h := uint64(fnvOffset)
-	for i := n - 1; ; i-- {
-		if i < 0 || (name[i] == '.' && !escaped(name, i)) {
-			if i+1 < n {
-				if _, ok := find(p.table, h, name[i+1:n]); ok {
-					return true
-				}
-			}
-			if i < 0 {
-				break
-			}
-		}
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h = (h ^ uint64(c)) * fnvPrime
-	}
-	if p.look != nil {
-		_, ok := p.look.find(name, -1, true)
-		return ok
-	}
-	return false
+	return touches
 }
 
 // decideLookalike returns the lookalike decision for name when it is a
@@ -184,15 +146,15 @@ func labelCount(name string) int {
 	return strings.Count(name, ".") + 1
 }
 
-// firstApplying returns the first rule, in file order, tied to the entry at
-// off that applies to the query; apex says the entry is the whole name.
-func (p *Policy) firstApplying(off uint32, apex bool, client netip.Addr, qtype uint16) *Rule {
+// firstApplying returns the first rule, in file order, tied to entry e
+// that applies to the query; apex says the entry is the whole name.
+func (p *Policy) firstApplying(e uint32, apex bool, client netip.Addr, qtype uint16) *Rule {
 	want := refBelow
 	if apex {
 		want = refApex
 	}
 	t := p.table
-	first := t.first(off)
+	first := t.first(e)
 	if first.flags&want != 0 {
 		if r := &p.rules[first.rule]; r.applies(client, qtype) {
 			return r
@@ -201,7 +163,7 @@ func (p *Policy) firstApplying(off uint32, apex bool, client netip.Addr, qtype u
 	if first.flags&refMore == 0 {
 		return nil
 	}
-	for _, x := range t.more[off] {
+	for _, x := range t.more[e] {
 		if x.flags&want != 0 {
 			if r := &p.rules[x.rule]; r.applies(client, qtype) {
 				return r

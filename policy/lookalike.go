@@ -6,6 +6,21 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// hashName hashes a lower-case name from its last byte to its first (FNV-1a
+// backwards), so a name's tails can be hashed in one pass from its end.
+func hashName[S string | []byte](name S) uint64 {
+	h := uint64(fnvOffset)
+	for i := len(name) - 1; i >= 0; i-- {
+		h = (h ^ uint64(name[i])) * fnvPrime
+	}
+	return h
+}
+
 // Lookalike says which protected domain a name looks like, and by what
 // slip.
 type Lookalike struct {

@@ -108,7 +108,7 @@ func (p *Policy) Rules() []Rule { return p.rules }
 func (p *Policy) Warnings() []Warning { return p.warnings }
 
 // DomainCount returns the number of distinct domains in the policy's rules.
-func (p *Policy) DomainCount() int { return p.table.count }
+func (p *Policy) DomainCount() int { return p.table.count() }
 
 // Parse compiles the policy file named file whose contents are src. Every
 // problem in the file and its lists comes back together as an ErrorList.
@@ -425,8 +425,8 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, format ListForma
 			r.DomainCount++
 			return true
 		}
-		if !c.p.table.fits(name) {
-			c.listError(file, lr.line, "the policy's lists' names fill the 4 GiB a policy may hold: the rest of this file is not read")
+		if c.p.table.full() {
+			c.listError(file, lr.line, "the policy's lists fill the 4,294,967,294 domains a policy can hold: the rest of this file is not read")
 			return false
 		}
 		c.add(r, idx, name, below)
@@ -481,7 +481,7 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, format ListForma
 			continue
 		}
 		fields := [][]byte{line}
-		if bytes.IndexAny(line, " \t") >= 0 {
+		if bytes.IndexByte(line, ' ') >= 0 || bytes.IndexByte(line, '\t') >= 0 {
 			fields = bytes.Fields(line)
 		}
 		if len(fields) > 1 || looksLikeAddr(fields[0]) {
@@ -522,12 +522,11 @@ func plural(n int, one, many string) string {
 }
 
 // reserve sizes the table for a list file of size bytes whose first
-// bytes are sample, from the sample's names: as many as its density says,
-// each costing its bytes plus an entry's 6 (a little over, rather than copy
-// the entries once more at the end; capacity never written costs no
-// memory).
+// bytes are sample, for as many names as the sample's density says (a
+// little over, rather than copy the entries once more at the end: capacity
+// never written costs no memory).
 func (c *compiler) reserve(sample []byte, size int64) {
-	var lines, used int64
+	var lines int64
 	for rest := sample; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
@@ -535,7 +534,6 @@ func (c *compiler) reserve(sample []byte, size int64) {
 		}
 		if line := bytes.TrimSpace(rest[:i]); len(line) > 0 && line[0] != '#' {
 			lines++
-			used += int64(len(line))
 		}
 		rest = rest[i+1:]
 	}
@@ -543,10 +541,9 @@ func (c *compiler) reserve(sample []byte, size int64) {
 		return
 	}
 	if n := int64(len(sample)); n < size {
-		lines, used = size*lines/n+1, size*used/n+1
+		lines = size*lines/n + 1
 	}
-	lines = min(lines, int64(c.maxDomains()-c.domains))
-	c.p.table.reserve(int(lines), int(min(used+used/32+6*lines, lines*(MaxListLine+6))))
+	c.p.table.reserve(int(min(lines, int64(c.maxDomains()-c.domains))))
 }
 
 // lineReader reads a list file a line at a time through one reused
@@ -724,22 +721,42 @@ func hostsBuiltin(f []byte) bool {
 // allocation, for the plain lower-case ASCII names that make up nearly every
 // large list. The result may share f's memory.
 func normalizeListDomain(f []byte) ([]byte, bool, error) {
-	plain := len(f) > 0 && len(f) <= 253 && f[0] != '*'
-	for _, b := range f {
-		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '.' || b == '_') {
-			plain = false
-			break
-		}
-	}
-	if plain && !bytes.Contains(f, []byte("xn--")) {
-		name := bytes.TrimSuffix(f, []byte("."))
-		if err := checkName(name); err != nil {
-			return nil, false, fmt.Errorf("invalid domain %q: %v", f, err)
-		}
+	if name := bytes.TrimSuffix(f, []byte(".")); plainHostName(name) {
 		return name, false, nil
 	}
 	name, below, err := normalizeDomain(string(f))
 	return []byte(name), below, err
+}
+
+// plainHostName reports whether name is a valid host name that needs no
+// normalizing, in one pass: lower-case letters, digits, '-' and '_' in
+// labels of 1 to 63 octets that neither start nor end with '-' and are no
+// A-label ("xn--"), 253 octets at most, no trailing dot.
+func plainHostName(name []byte) bool {
+	if len(name) == 0 || len(name) > 253 {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) {
+			if c := name[i]; c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' {
+				continue
+			} else if c == '-' {
+				// "xn--": the hyphens at the label's third and fourth octets.
+				if i == start || i == start+3 && name[i-1] == '-' && name[start] == 'x' && name[start+1] == 'n' {
+					return false
+				}
+				continue
+			} else if c != '.' {
+				return false
+			}
+		}
+		if n := i - start; n == 0 || n > 63 || name[i-1] == '-' {
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }
 
 // warn gathers warnings about a valid policy.
