@@ -20,7 +20,7 @@ Debian when missing.
 EOF
 }
 
-steady=600 rate=2000 flood=15 keep=0
+steady=600 rate=2000 flood=15 keep=0 cache_size=10000
 while (($#)); do
 	case $1 in
 	-h | -help | --help) usage; exit 0 ;;
@@ -111,7 +111,7 @@ upstreams: ["$1"]
 upstream_timeout: 2s
 metrics: 127.0.0.1:$metrics_port
 log: {format: json, level: info}
-cache: {size: 10000}
+cache: {size: $cache_size}
 rules:
   - {name: ml, domains: [ml], types: [MX, A, AAAA, ANY], action: nxdomain}
   - {name: healthy, domains: [up.soak.test], action: forward, servers: ["127.0.0.1:$nsd_port"]}
@@ -185,8 +185,19 @@ echo "quiet: $(probe); rss $(rss) MiB, goroutines $(goroutines)"
 # --- 1. steady -------------------------------------------------------------
 echo "== 1. steady: $rate qps for $steady s (60% cached, 20% blocked, 20% misses)"
 perf "$tmp/steady.dnsperf" "$tmp/steady.txt" "$rate" "$steady"
-warm=$((steady < 60 ? steady / 2 : 30))
-sleep "$warm"
+# Warm-up: until the cache is full, then one turnover of it (every entry
+# evicted once, by the misses, 20% of the rate), so that the garbage of
+# evictions is part of the memory measured from then on; at most half the
+# phase.
+warm=0
+while ((warm < steady / 2)) && [[ $(entries) != "$cache_size" ]]; do
+	sleep 1
+	warm=$((warm + 1))
+done
+turnover=$((cache_size / (rate / 5 > 0 ? rate / 5 : 1) + 1))
+((warm + turnover > steady / 2)) && turnover=$((steady / 2 - warm))
+sleep "$turnover"
+warm=$((warm + turnover))
 rss_warm=$(rss) rss_max=$rss_warm entries_warm=$(entries) series="$rss_warm" heaps="$(heap)"
 for ((t = warm; t < steady; t += 10)); do
 	sleep $((steady - t < 10 ? steady - t : 10))
@@ -196,7 +207,7 @@ for ((t = warm; t < steady; t += 10)); do
 done
 wait "$perf_pid" || true
 echo "steady: $(perf_summary "$tmp/steady.dnsperf")"
-echo "steady: rss after warm-up $rss_warm MiB, highest after $rss_max MiB, growth $(((rss_max - rss_warm) * 100 / rss_warm))%, at end $(rss) MiB; cache entries after warm-up $entries_warm, at end $(entries)"
+echo "steady: warm-up $warm s (the cache full, then turned over once); rss after warm-up $rss_warm MiB, highest after $rss_max MiB, growth $(((rss_max - rss_warm) * 100 / rss_warm))%, at end $(rss) MiB; cache entries after warm-up $entries_warm, at end $(entries)"
 echo "steady: every 60 s from the warm-up: rss MiB $series; Go heap in use MiB $heaps"
 
 # --- 2. the upstream stops --------------------------------------------------
