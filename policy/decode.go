@@ -154,6 +154,14 @@ func (d *decoder) scalar(v *yaml.Node, what string, parse func(s string) error) 
 	}
 }
 
+// boolean reads a true or false.
+func (d *decoder) boolean(v *yaml.Node, what string, dst *bool) {
+	rv := resolve(v)
+	if rv.Kind != yaml.ScalarNode || rv.Tag != "!!bool" || rv.Decode(dst) != nil {
+		d.errorf(v, "%s: want true or false, got %s", what, describe(rv))
+	}
+}
+
 // strs calls fn with each item of a list of string scalars and its node.
 func (d *decoder) strs(n *yaml.Node, what string, fn func(v *yaml.Node, s string)) {
 	for _, item := range d.list(n, what) {

@@ -40,6 +40,10 @@ type Options struct {
 	// check treats them as errors. A running resolver uses it so an expired
 	// exception stops applying instead of keeping the old policy alive.
 	SkipExpired bool
+	// ListDomain, when set, is given each domain that the lists of the
+	// rule at index rule (of Policy.Rules) add, normalized: the domain and
+	// the names under it, or (below) only those.
+	ListDomain func(rule int, name string, below bool)
 }
 
 // Policy is a compiled, immutable policy file.
@@ -430,6 +434,9 @@ func (c *compiler) addList(r *rawRule, idx uint32, file string, format ListForma
 			return false
 		}
 		c.add(r, idx, name, below)
+		if c.opts.ListDomain != nil {
+			c.opts.ListDomain(int(idx), string(name), below)
+		}
 		return true
 	}
 	skips := listSkips{}

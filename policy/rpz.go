@@ -18,7 +18,10 @@ type RPZSettings struct {
 	AllowTransfer []netip.Prefix // clients that may transfer the zone; empty: none
 	Notify        []string       // ip:port of the secondaries told of each new serial (NOTIFY)
 	TSIG          []TSIGKey      // keys that sign transfers and NOTIFY; empty: unsigned
-	Pos           Position       // of the rpz section; zero when absent
+	// WidenTypes serves rules scoped to query types as blocking every
+	// type (ExportOptions.WidenTypes); otherwise they are left out.
+	WidenTypes bool
+	Pos        Position // of the rpz section; zero when absent
 }
 
 // Configured reports whether the policy file has an rpz section.
@@ -67,6 +70,7 @@ func (d *decoder) rpz(v *yaml.Node) RPZSettings {
 				}
 			})
 		},
+		"widen_types": func(v *yaml.Node) { d.boolean(v, "rpz.widen_types", &r.WidenTypes) },
 		"tsig": func(v *yaml.Node) {
 			seen := map[string]Position{}
 			for _, item := range d.list(v, "rpz.tsig") {

@@ -78,7 +78,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // loadPolicy compiles the policy file at path, or the embedded default when
 // path is empty. List files are read relative to the policy file.
 func loadPolicy(path string, skipExpired bool) (*policy.Policy, error) {
-	p, _, err := loadPolicyDigest(path, skipExpired)
+	p, _, err := loadPolicyDigest(path, policy.Options{SkipExpired: skipExpired})
 	return p, err
 }
 
@@ -86,12 +86,13 @@ func loadPolicy(path string, skipExpired bool) (*policy.Policy, error) {
 // input: a SHA-256 over the bytes it parsed, the policy file's and each
 // list file's as they were read, with their names and any read error.
 // It is the one place a policy's input is identified: two loads with the
-// same digest read the same input, good or bad.
-func loadPolicyDigest(path string, skipExpired bool) (*policy.Policy, string, error) {
+// same digest read the same input, good or bad. opts are Parse's, with
+// OpenList its own.
+func loadPolicyDigest(path string, opts policy.Options) (*policy.Policy, string, error) {
 	h := sha256.New()
 	digest := func() string { return hex.EncodeToString(h.Sum(nil)) }
 	if path == "" {
-		p, err := policy.Parse(policy.DefaultFile, policy.DefaultSource(), policy.Options{SkipExpired: skipExpired})
+		p, err := policy.Parse(policy.DefaultFile, policy.DefaultSource(), opts)
 		h.Write(policy.DefaultSource())
 		return p, digest(), err
 	}
@@ -112,7 +113,8 @@ func loadPolicyDigest(path string, skipExpired bool) (*policy.Policy, string, er
 		}
 		return f, size, nil
 	}
-	p, err := policy.Parse(path, src, policy.Options{OpenList: openList, SkipExpired: skipExpired})
+	opts.OpenList = openList
+	p, err := policy.Parse(path, src, opts)
 	return p, digest(), err
 }
 

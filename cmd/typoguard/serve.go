@@ -59,7 +59,7 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 	start := time.Now()
-	p, digest, err := loadPolicyDigest(*config, true)
+	p, digest, err := loadPolicyDigest(*config, policy.Options{SkipExpired: true})
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
@@ -229,7 +229,7 @@ type daemon struct {
 // steps, or touched, makes no second reload and no repeated error log.
 func (d *daemon) reload(why string, onChange bool) {
 	old := d.srv.Policy()
-	p, digest, err := loadPolicyDigest(d.path, true)
+	p, digest, err := loadPolicyDigest(d.path, policy.Options{SkipExpired: true})
 	if onChange && digest == d.lastDigest {
 		d.log.Info("policy files changed but read the same as at the last load; nothing to do", "trigger", why)
 		return

@@ -1,0 +1,143 @@
+package resolver
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/typoguard/typoguard/policy"
+)
+
+// RPZ is a policy's export as a Response Policy Zone
+// (draft-vixie-dnsop-dns-rpz): a trigger per exported name, under Origin.
+// Its records are made as they are asked for, never all held at once.
+type RPZ struct {
+	Origin    string // the zone's name, lower-case with the trailing dot
+	Serial    uint32
+	ttl       uint32
+	answers   policy.AnswerSettings
+	entries   []policy.ExportEntry
+	sinkholes bool // an entry is a sinkhole
+	// Skipped counts the entries RPZ cannot answer as typoguard does
+	// (refuse: RPZ has no REFUSED), which are left out.
+	Skipped int
+}
+
+// NewRPZ returns the zone origin of export ex of p, at serial.
+func NewRPZ(origin string, serial uint32, p *policy.Policy, ex *policy.Export) *RPZ {
+	z := &RPZ{Origin: strings.ToLower(dns.Fqdn(origin)), Serial: serial, ttl: ttlSeconds(p.Answers.TTL), answers: p.Answers}
+	z.entries = make([]policy.ExportEntry, 0, len(ex.Entries))
+	for _, e := range ex.Entries {
+		if e.Action == policy.ActionRefuse {
+			z.Skipped++
+			continue
+		}
+		z.sinkholes = z.sinkholes || e.Action == policy.ActionSinkhole
+		z.entries = append(z.entries, e)
+	}
+	return z
+}
+
+// sinkholeHost is the local data of the sinkhole MX host: its addresses.
+func (z *RPZ) sinkholeHost() []dns.RR {
+	owner := strings.TrimSuffix(z.answers.SinkholeMX, ".") + "." + z.Origin
+	var rrs []dns.RR
+	if a := z.answers.SinkholeIPv4; a.IsValid() {
+		rrs = append(rrs, &dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(a.AsSlice())})
+	}
+	if a := z.answers.SinkholeIPv6; a.IsValid() {
+		rrs = append(rrs, &dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(a.AsSlice())})
+	}
+	return rrs
+}
+
+// Len is the number of triggers in the zone.
+func (z *RPZ) Len() int { return len(z.entries) }
+
+// SOA is the zone's SOA record. Refresh and retry are short, as NOTIFY
+// is what tells secondaries of a change; expire is four weeks, so that a
+// secondary that loses typoguard keeps the policy rather than dropping it.
+func (z *RPZ) SOA() *dns.SOA {
+	return &dns.SOA{
+		Hdr: dns.RR_Header{Name: z.Origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: z.ttl},
+		Ns:  "localhost.", Mbox: "hostmaster.localhost.",
+		Serial: z.Serial, Refresh: 300, Retry: 60, Expire: 2419200, Minttl: z.ttl,
+	}
+}
+
+// Records calls fn with the zone's records in order, the SOA first and
+// not repeated at the end, until fn returns false.
+func (z *RPZ) Records(fn func(dns.RR) bool) {
+	if !fn(z.SOA()) || !fn(&dns.NS{Hdr: z.hdr(z.Origin, dns.TypeNS), Ns: "localhost."}) {
+		return
+	}
+	// The sinkhole host answers with its addresses, so that a sinkhole MX
+	// leads somewhere on the consumer too.
+	if z.sinkholes {
+		for _, rr := range z.sinkholeHost() {
+			if !fn(rr) {
+				return
+			}
+		}
+	}
+	for i := range z.entries {
+		for _, rr := range z.entryRecords(&z.entries[i]) {
+			if !fn(rr) {
+				return
+			}
+		}
+	}
+}
+
+func (z *RPZ) hdr(name string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: z.ttl}
+}
+
+// entryRecords are the records of one trigger: a CNAME to "." for
+// NXDOMAIN, to "*." for NODATA and to "rpz-passthru." for an exception,
+// and local data for a null MX or a sinkhole (the RPZ answer to the other
+// types is then NODATA, as typoguard's).
+func (z *RPZ) entryRecords(e *policy.ExportEntry) []dns.RR {
+	owner := e.Name + "." + z.Origin
+	if e.Below {
+		owner = "*." + owner
+	}
+	cname := func(target string) []dns.RR {
+		return []dns.RR{&dns.CNAME{Hdr: z.hdr(owner, dns.TypeCNAME), Target: target}}
+	}
+	switch e.Action {
+	case policy.ActionAllow:
+		return cname("rpz-passthru.")
+	case policy.ActionNoData:
+		return cname("*.")
+	case policy.ActionNullMX:
+		return []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 0, Mx: "."}}
+	case policy.ActionSinkhole:
+		rrs := []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 10, Mx: z.answers.SinkholeMX}}
+		for _, rr := range z.sinkholeHost() {
+			rr.Header().Name = owner
+			rrs = append(rrs, rr)
+		}
+		return rrs
+	}
+	return cname(".")
+}
+
+// WriteText writes the zone in master-file form (RFC 1035 §5), one
+// record a line, absolute names.
+func (z *RPZ) WriteText(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var err error
+	z.Records(func(rr dns.RR) bool {
+		_, err = fmt.Fprintln(bw, rr.String())
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
