@@ -235,9 +235,13 @@ func (x *Exporter) Export(p *Policy, widenTypes bool) (*Export, error) {
 		}
 	}
 	x.lists = nil
-	slices.SortFunc(ex.Entries, func(a, b ExportEntry) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(ex.Entries, func(a, b ExportEntry) int { return CompareExportEntries(&a, &b) })
 	return ex, nil
 }
+
+// CompareExportEntries orders entries as an Export holds them: as DNSSEC
+// orders names (RFC 4034 §6.1), a name's wildcard right after it.
+func CompareExportEntries(a, b *ExportEntry) int { return strings.Compare(a.key, b.key) }
 
 // ruleKeys returns the names rule r decides: its domains, then its lists'.
 func ruleKeys(r *Rule, lists []exportKey) []exportKey {

@@ -144,6 +144,7 @@ func Parse(file string, src []byte, opts Options) (*Policy, error) {
 	c := compiler{d: d, p: p, opts: opts, now: t}
 	c.compile(raws)
 	c.loadRoots()
+	c.loadTSIG()
 	if len(d.errs) > 0 {
 		sortErrors(file, d.errs)
 		return nil, d.errs

@@ -1,17 +1,19 @@
 package policy
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
 // RPZSettings describe the policy served as a Response Policy Zone, for
-// resolvers that typoguard does not replace. This version parses and checks
-// them but serves no zone.
+// resolvers that typoguard does not replace.
 type RPZSettings struct {
 	Listen        string         // host:port, TCP, where secondaries transfer the zone (AXFR/IXFR)
 	Zone          string         // the zone's name: lower-case FQDN with trailing dot
@@ -32,6 +34,7 @@ type TSIGKey struct {
 	Name       string   // the key's name: lower-case FQDN with trailing dot
 	Algorithm  string   // "hmac-sha256", the only one accepted
 	SecretFile string   // as written; relative paths are taken from the policy file's directory
+	Secret     string   // the secret, base64, as read from SecretFile
 	Pos        Position // of the key's entry
 }
 
@@ -164,8 +167,65 @@ func (d *decoder) fqdn(v *yaml.Node, what, kind string) (string, bool) {
 }
 
 // warnRPZ says that an rpz section is checked but not acted on.
+// maxSecretBytes bounds a TSIG secret file.
+const maxSecretBytes = 4096
+
+// loadTSIG reads each rpz.tsig key's secret_file, through the list opener,
+// relative to the policy file as lists are. The file holds the secret in
+// base64, alone or as the secret "..." of a BIND key statement
+// (tsig-keygen's output).
+func (c *compiler) loadTSIG() {
+	for i := range c.p.RPZ.TSIG {
+		k := &c.p.RPZ.TSIG[i]
+		at := nodeAt(k.Pos)
+		f, _, err := c.openList(k.SecretFile)
+		if err != nil {
+			c.d.errorf(at, "rpz.tsig %s: secret_file: %v", strings.TrimSuffix(k.Name, "."), err)
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+		f.Close()
+		text := strings.TrimSpace(string(b))
+		if i := strings.Index(text, "secret"); i >= 0 {
+			if q := strings.Split(text[i:], "\""); len(q) >= 3 {
+				text = q[1]
+			}
+		}
+		raw, decodeErr := base64.StdEncoding.DecodeString(text)
+		switch {
+		case err != nil:
+			c.d.errorf(at, "rpz.tsig %s: cannot read %s: %v", strings.TrimSuffix(k.Name, "."), k.SecretFile, unwrapPath(err))
+		case len(b) > maxSecretBytes:
+			c.d.errorf(at, "rpz.tsig %s: %s is over %d bytes", strings.TrimSuffix(k.Name, "."), k.SecretFile, maxSecretBytes)
+		case decodeErr != nil || len(raw) < 16:
+			c.d.errorf(at, "rpz.tsig %s: %s holds no base64 secret of at least 16 bytes (make one with tsig-keygen -a hmac-sha256)", strings.TrimSuffix(k.Name, "."), k.SecretFile)
+		default:
+			k.Secret = text
+		}
+	}
+}
+
 func (c *compiler) warnRPZ() {
-	if r := c.p.RPZ; r.Configured() {
-		c.warnf(r.Pos, "rpz: parsed and checked, but not enforced by this version of typoguard: the zone %s is not served on %s (no AXFR/IXFR, no NOTIFY)", strings.TrimSuffix(r.Zone, "."), r.Listen)
+	r := c.p.RPZ
+	if !r.Configured() {
+		return
+	}
+	if len(r.AllowTransfer) == 0 {
+		c.warnf(r.Pos, "rpz: no allow_transfer: every transfer of the zone is refused")
+	}
+	if r.WidenTypes {
+		return
+	}
+	var scoped []string
+	for _, rule := range c.p.rules {
+		if len(rule.Types) > 0 && !rule.Expired {
+			scoped = append(scoped, strconv.Quote(rule.Name))
+		}
+	}
+	if len(c.p.lookRules) > 0 {
+		scoped = append(scoped, "lookalike protection")
+	}
+	if len(scoped) > 0 {
+		c.warnf(r.Pos, "rpz: %s scoped to query types, which RPZ has none of, so the zone leaves them out: set rpz.widen_types: true to serve them for every type", strings.Join(scoped, ", "))
 	}
 }

@@ -8,7 +8,11 @@ import (
 )
 
 func TestRPZSettings(t *testing.T) {
-	p := mustParse(t, `rpz:
+	secrets := map[string]string{
+		"keys/xfr.key":             "c2VjcmV0LXNlY3JldC1zZWNyZXQtMTIzNA==\n",
+		"/etc/typoguard/other.key": "key \"other.example\" {\n\talgorithm hmac-sha256;\n\tsecret \"b3RoZXItb3RoZXItb3RoZXItNTY3OA==\";\n};\n",
+	}
+	p, err := Parse("test.yaml", []byte(`rpz:
   listen: "[::1]:5353"
   zone: RPZ.Typoguard.Internal.
   allow_transfer: [10.0.0.0/8, "fd00::53"]
@@ -16,7 +20,10 @@ func TestRPZSettings(t *testing.T) {
   tsig:
     - {name: xfr.example, algorithm: HMAC-SHA256., secret_file: keys/xfr.key}
     - {name: other.example, secret_file: /etc/typoguard/other.key}
-`)
+`), Options{Now: testNow, OpenList: listsFrom(func(name string) ([]byte, error) { return []byte(secrets[name]), nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := p.RPZ
 	if !r.Configured() || r.Listen != "[::1]:5353" || r.Zone != "rpz.typoguard.internal." {
 		t.Errorf("rpz = %+v", r)
@@ -28,8 +35,8 @@ func TestRPZSettings(t *testing.T) {
 		t.Errorf("notify = %v, want %v", r.Notify, want)
 	}
 	want := []TSIGKey{
-		{Name: "xfr.example.", Algorithm: "hmac-sha256", SecretFile: "keys/xfr.key", Pos: Position{"test.yaml", 7, 7}},
-		{Name: "other.example.", Algorithm: "hmac-sha256", SecretFile: "/etc/typoguard/other.key", Pos: Position{"test.yaml", 8, 7}},
+		{Name: "xfr.example.", Algorithm: "hmac-sha256", SecretFile: "keys/xfr.key", Secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQtMTIzNA==", Pos: Position{"test.yaml", 7, 7}},
+		{Name: "other.example.", Algorithm: "hmac-sha256", SecretFile: "/etc/typoguard/other.key", Secret: "b3RoZXItb3RoZXItb3RoZXItNTY3OA==", Pos: Position{"test.yaml", 8, 7}},
 	}
 	if !slices.Equal(r.TSIG, want) {
 		t.Errorf("tsig = %+v, want %+v", r.TSIG, want)

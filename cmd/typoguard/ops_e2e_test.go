@@ -217,40 +217,6 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
-// TestE2EUnenforcedSectionsWarned checks that the startup log, and the log
-// of a reload, say of each section this version parses but does not act on
-// that it is not enforced, at the section's place in the file.
-func TestE2EUnenforcedSectionsWarned(t *testing.T) {
-	upstream := resolvertest.NewServer(t, resolvertest.NewZone(t))
-	sections := `rpz:
-  listen: 127.0.0.1:5353
-  zone: rpz.typoguard.internal
-`
-	g := startGuard(t, e2ePolicy(upstream, upstream, sections))
-	// warned matches the section's warning at a position other than not.
-	warned := func(section, not string) func(map[string]any) bool {
-		return func(l map[string]any) bool {
-			msg, _ := l["msg"].(string)
-			at, _ := l["at"].(string)
-			return l["level"] == "WARN" && strings.HasPrefix(msg, section+": parsed and checked, but not enforced by this version of typoguard: ") &&
-				strings.HasPrefix(at, g.file+":") && at != not
-		}
-	}
-	sectionNames := []string{"rpz"}
-	first := map[string]string{}
-	for _, section := range sectionNames {
-		first[section] = g.waitLog(t, section+" not enforced", warned(section, ""))["at"].(string)
-	}
-	// One more line above the sections moves each warning down a line.
-	if err := os.WriteFile(g.file, []byte(e2ePolicy(upstream, upstream, "# reloaded\n"+sections)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g.cmd.Process.Signal(syscall.SIGHUP)
-	for _, section := range sectionNames {
-		g.waitLog(t, section+" not enforced after the reload", warned(section, first[section]))
-	}
-}
-
 // TestE2EReloadIgnoresSameInput saves a bad policy, then saves the same
 // bytes again: the failure is logged once, not once
 // per save, and a real edit after it is still applied.

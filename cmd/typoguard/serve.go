@@ -59,7 +59,7 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 	start := time.Now()
-	p, digest, err := loadPolicyDigest(*config, policy.Options{SkipExpired: true})
+	p, digest, zone, err := loadServing(*config)
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
@@ -77,7 +77,7 @@ func serve(args []string, stderr io.Writer) int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	d := &daemon{log: slog.New(logs), logs: logs, path: *config, lastDigest: digest}
-	if !d.start(ctx, p, addrs) {
+	if !d.start(ctx, p, addrs, zone) {
 		return 1
 	}
 	logPolicy(d.log, p, d.srv.Upstreams(), loadTime)
@@ -96,9 +96,29 @@ func serve(args []string, stderr io.Writer) int {
 	return d.run(signals, changed)
 }
 
-// start makes the daemon's metrics, resolver and explainer for p, and binds
-// its listeners on addrs. It logs why and reports false when it cannot.
-func (d *daemon) start(ctx context.Context, p *policy.Policy, addrs []string) bool {
+// loadServing loads the policy file at path for serving and, when it has
+// an rpz section, the zone it serves (reading its lists a second time, to
+// keep their names, which the policy itself holds only as fingerprints).
+func loadServing(path string) (*policy.Policy, string, *resolver.RPZ, error) {
+	p, digest, err := loadPolicyDigest(path, policy.Options{SkipExpired: true})
+	if err != nil || !p.RPZ.Configured() {
+		return p, digest, nil, err
+	}
+	x := policy.NewExporter(0)
+	if p, digest, err = loadPolicyDigest(path, policy.Options{SkipExpired: true, ListDomain: x.ListDomain}); err != nil {
+		return p, digest, nil, err
+	}
+	ex, err := x.Export(p, p.RPZ.WidenTypes)
+	if err != nil {
+		return nil, digest, nil, fmt.Errorf("rpz: %w", err)
+	}
+	return p, digest, resolver.NewRPZ(p.RPZ.Zone, 0, p, ex), nil
+}
+
+// start makes the daemon's metrics, resolver, explainer and RPZ server for
+// p, and binds its listeners on addrs. It logs why and reports false when
+// it cannot.
+func (d *daemon) start(ctx context.Context, p *policy.Policy, addrs []string, zone *resolver.RPZ) bool {
 	log := d.log
 	sys, err := resolver.SystemUpstreams("/etc/resolv.conf")
 	if err != nil && len(p.Upstreams) == 0 {
@@ -132,6 +152,15 @@ func (d *daemon) start(ctx context.Context, p *policy.Policy, addrs []string) bo
 	if d.explainer, err = startExplainer(log, p, d.srv, d.metrics); err != nil {
 		log.Error("cannot start the explainer", "err", err)
 		return false
+	}
+	if zone != nil {
+		d.rpz = resolver.NewRPZServer(log)
+		d.rpz.Update(zone, p.RPZ)
+		if err := d.rpz.Start(p.RPZ.Listen); err != nil {
+			log.Error("cannot serve the RPZ zone", "err", err)
+			return false
+		}
+		log.Info("rpz listening", "addr", d.rpz.Addr().String(), "zone", zone.Origin)
 	}
 	return true
 }
@@ -185,6 +214,9 @@ func (d *daemon) shutdown() int {
 		// retries them elsewhere or later.
 		d.explainer.Shutdown(ctx)
 	}
+	if d.rpz != nil {
+		d.rpz.Shutdown(ctx)
+	}
 	if err != nil {
 		d.log.Error("shutdown", "err", err)
 		return 1
@@ -216,9 +248,11 @@ type daemon struct {
 	srv  *resolver.Server
 	// explainer is nil when the policy that started serving has none.
 	explainer *explainer.Server
-	metrics   *metrics
-	path      string
-	watch     *policyWatch // nil: not watching
+	// rpz is nil when the policy that started serving has no rpz section.
+	rpz     *resolver.RPZServer
+	metrics *metrics
+	path    string
+	watch   *policyWatch // nil: not watching
 	// lastDigest is the digest of the input of the last load, good or bad.
 	lastDigest string
 }
@@ -229,7 +263,7 @@ type daemon struct {
 // steps, or touched, makes no second reload and no repeated error log.
 func (d *daemon) reload(why string, onChange bool) {
 	old := d.srv.Policy()
-	p, digest, err := loadPolicyDigest(d.path, policy.Options{SkipExpired: true})
+	p, digest, zone, err := loadServing(d.path)
 	if onChange && digest == d.lastDigest {
 		d.log.Info("policy files changed but read the same as at the last load; nothing to do", "trigger", why)
 		return
@@ -258,8 +292,11 @@ func (d *daemon) reload(why string, onChange bool) {
 		}
 	}
 	d.logs.set(p.Log)
-	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics || !slices.Equal(old.Explainer.Listen, p.Explainer.Listen) {
-		d.log.Warn("listen, metrics and explainer.listen changes need a restart; they are not applied by a reload")
+	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics || !slices.Equal(old.Explainer.Listen, p.Explainer.Listen) || old.RPZ.Listen != p.RPZ.Listen {
+		d.log.Warn("listen, metrics, explainer.listen and rpz.listen changes need a restart; they are not applied by a reload")
+	}
+	if d.rpz != nil && zone != nil {
+		d.rpz.Update(zone, p.RPZ)
 	}
 	if d.explainer != nil && p.Explainer.Configured() {
 		d.explainer.Apply(p.Explainer)

@@ -125,6 +125,9 @@ func policyFiles(p *policy.Policy) []string {
 			files = append(files, policy.ListPath(p.File, l))
 		}
 	}
+	for _, k := range p.RPZ.TSIG {
+		files = append(files, policy.ListPath(p.File, k.SecretFile))
+	}
 	if p.UpstreamCAFile != "" {
 		files = append(files, policy.ListPath(p.File, p.UpstreamCAFile))
 	}
