@@ -327,8 +327,10 @@ func (s *RPZServer) transfer(w dns.ResponseWriter, req *dns.Msg, cur, prev *rpzV
 		if t := req.IsTsig(); t != nil && w.TsigStatus() == nil {
 			m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
 		}
-		if err = w.WriteMsg(m); err == nil && !first {
-			w.TsigTimersOnly(true) // RFC 8945 §5.3.1: later messages
+		if err = w.WriteMsg(m); err == nil && first {
+			// RFC 8945 §5.3.1: the messages after the first are signed
+			// with the MAC before them and the timers only.
+			w.TsigTimersOnly(true)
 		}
 		first = false
 		sent += len(batch)
@@ -443,13 +445,8 @@ func (s *RPZServer) notify(addr, origin string, serial uint32) {
 		}
 	}
 	s.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetNotify(origin)
-	m.Id = id
-	m.Answer = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Ns: "localhost.", Mbox: "hostmaster.localhost.", Serial: serial}}
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 	if keyName != "" {
-		m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
 		c.TsigSecret = map[string]string{keyName: secret}
 	}
 	var err error
@@ -458,6 +455,14 @@ func (s *RPZServer) notify(addr, origin string, serial uint32) {
 		case <-s.done:
 			return
 		default:
+		}
+		// A new message each time: each is signed at the time it is sent.
+		m := new(dns.Msg)
+		m.SetNotify(origin)
+		m.Id = id
+		m.Answer = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Ns: "localhost.", Mbox: "hostmaster.localhost.", Serial: serial}}
+		if keyName != "" {
+			m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
 		}
 		var r *dns.Msg
 		if r, _, err = c.Exchange(m, addr); err == nil {

@@ -221,3 +221,145 @@ func TestE2ERPZUnbound(t *testing.T) {
 		return l["msg"] == "rpz request refused" && l["client"] == "127.0.0.2" && l["why"] == "address not in rpz.allow_transfer"
 	})
 }
+
+// startBIND runs BIND's named on 127.0.0.1:port as a secondary of the zone
+// rpz.typoguard.internal from 127.0.0.1:rpzPort, signed with key (name,
+// base64 secret), and with that zone as its response policy; it forwards
+// every other query to upstream only. It is stopped, by its PID, when the
+// test ends.
+func startBIND(t *testing.T, port, rpzPort int, keyName, secret, upstream string) {
+	t.Helper()
+	bin := resolvertest.NeedTool(t, "named", "bind9")
+	dir := t.TempDir()
+	host, uport, _ := net.SplitHostPort(upstream)
+	// Forwarding only, to upstream; root hints naming only 127.0.0.1 and
+	// every other address marked bogus keep it on this machine even so.
+	if err := os.WriteFile(filepath.Join(dir, "root.hints"), []byte(". 3600000 NS a.root.rpz.test.\na.root.rpz.test. 3600000 A 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var bogus strings.Builder
+	for _, p := range []string{"0.0.0.0/2", "64.0.0.0/3", "96.0.0.0/4", "112.0.0.0/5", "120.0.0.0/6", "124.0.0.0/7", "126.0.0.0/8", "128.0.0.0/1", "::/0"} {
+		fmt.Fprintf(&bogus, "server %s { bogus yes; };\n", p)
+	}
+	conf := fmt.Sprintf(`options {
+	directory "%[1]s";
+	pid-file "%[1]s/named.pid";
+	listen-on port %[2]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	query-source address 127.0.0.1;
+	transfer-source 127.0.0.1;
+	notify-source 127.0.0.1;
+	recursion yes;
+	allow-query { 127.0.0.0/8; };
+	allow-recursion { 127.0.0.0/8; };
+	forward only;
+	forwarders { %[3]s port %[4]s; };
+	dnssec-validation no;
+	notify no;
+	empty-zones-enable no;
+	// A new version of the zone applies at once, not after the default
+	// 60 s.
+	response-policy { zone "rpz.typoguard.internal" min-update-interval 1; } qname-wait-recurse no;
+};
+controls { };
+%[5]s
+key "%[6]s" { algorithm hmac-sha256; secret "%[7]s"; };
+zone "." { type hint; file "%[1]s/root.hints"; };
+zone "rpz.typoguard.internal" {
+	type secondary;
+	primaries { 127.0.0.1 port %[8]d key "%[6]s"; };
+	file "%[1]s/rpz.db";
+	allow-notify { 127.0.0.1; };
+};
+`, dir, port, host, uport, bogus.String(), strings.TrimSuffix(keyName, "."), secret, rpzPort)
+	path := filepath.Join(dir, "named.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if checkconf, err := exec.LookPath("named-checkconf"); err == nil {
+		if out, err := exec.Command(checkconf, path).CombinedOutput(); err != nil {
+			t.Fatalf("named-checkconf: %v\n%s\n%s", err, out, conf)
+		}
+	}
+	cmd := exec.Command(bin, "-g", "-n", "1", "-c", path)
+	logf, _ := os.Create(filepath.Join(dir, "named.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "named.log"))
+			t.Logf("named log:\n%s", b)
+		}
+	})
+}
+
+// TestE2ERPZBIND: BIND 9, as a TSIG-signed secondary of typoguard's zone
+// with it as its response policy, blocks what typoguard blocks and lets
+// through what it lets through, and follows a reload by NOTIFY; a
+// transfer with a wrong key, or none, is refused.
+func TestE2ERPZBIND(t *testing.T) {
+	digPath(t)
+	upstream := rpzUpstream(t)
+	rpzPort, bindPort := freePort(t), freePort(t)
+	const keyName, secret = "xfr.typoguard.test", "c2VjcmV0LWZvci10aGUtcnB6LXRlc3QtMDEyMzQ1Njc4OQ=="
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "xfr.key"), []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notify := fmt.Sprintf("  notify: [\"127.0.0.1:%d\"]\n", bindPort)
+	tsig := fmt.Sprintf("  tsig:\n    - {name: %s, secret_file: %s}\n", keyName, filepath.Join(dir, "xfr.key"))
+	g := startGuard(t, rpzPolicy(upstream, rpzPort, notify, tsig, ""))
+	g.waitLog(t, "rpz listening", func(l map[string]any) bool { return l["msg"] == "rpz listening" })
+	startBIND(t, bindPort, rpzPort, keyName, secret, upstream)
+
+	if r, ok := waitStatus(t, bindPort, "army.ml", "MX", "NXDOMAIN", 15*time.Second); !ok {
+		t.Fatalf("army.ml MX through BIND: %s, want NXDOMAIN:\n%s", r.status, r.out)
+	}
+	for _, c := range []struct{ name, qtype, status string }{
+		{"arny.mil", "A", "NXDOMAIN"},
+		{"mail.arny.mil", "A", "NXDOMAIN"},
+		{"army.mil", "A", "NOERROR"},
+		{"partner.ml", "A", "NOERROR"},
+		{"new.example", "A", "NOERROR"},
+	} {
+		if r := digAt(t, bindPort, c.name, c.qtype); r.status != c.status || (c.status == "NOERROR" && len(r.answer) == 0) {
+			t.Errorf("%s %s through BIND: %s, want %s:\n%s", c.name, c.qtype, r.status, c.status, r.out)
+		}
+	}
+	extra := "  - {name: late, domains: [new.example], action: nxdomain}\n"
+	if err := os.WriteFile(g.file, []byte(rpzPolicy(upstream, rpzPort, notify, tsig, extra)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	start := time.Now()
+	if r, ok := waitStatus(t, bindPort, "new.example", "A", "NXDOMAIN", 10*time.Second); !ok {
+		t.Fatalf("new.example through BIND 10 s after the reload: %s, want NXDOMAIN:\n%s", r.status, r.out)
+	}
+	t.Logf("the reload reached BIND in %v", time.Since(start).Round(time.Millisecond))
+
+	for _, c := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"-y", "hmac-sha256:" + keyName + ":" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC0wMTIzNDU2Nzg5"}, "bad TSIG: dns: bad signature"},
+		{nil, "no TSIG, and rpz.tsig keys are set"},
+	} {
+		args := append([]string{"@127.0.0.1", "-p", fmt.Sprint(rpzPort), "+time=2", "+tries=1"}, c.args...)
+		out, _ := exec.Command(digPath(t), append(args, "rpz.typoguard.internal", "AXFR")...).CombinedOutput()
+		if strings.Contains(string(out), "CNAME") {
+			t.Errorf("AXFR %v was answered:\n%s", c.args, out)
+		}
+		g.waitLog(t, "the refusal: "+c.why, func(l map[string]any) bool { return l["msg"] == "rpz request refused" && l["why"] == c.why })
+	}
+}
