@@ -368,9 +368,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
 // startPostfix writes the configuration under dir (which must be readable by
-// the postfix user), starts the instance and waits until its smtpd answers.
-// Cleanup stops it and waits for its master to exit.
-func startPostfix(t *testing.T, dir string) *postfixInstance {
+// the postfix user), with extra lines at the end of main.cf, starts the
+// instance and waits until its smtpd answers. Cleanup stops it and waits
+// for its master to exit.
+func startPostfix(t *testing.T, dir string, extra ...string) *postfixInstance {
 	t.Helper()
 	p := &postfixInstance{
 		postfix:   mailTool(t, "postfix"),
@@ -385,7 +386,8 @@ func startPostfix(t *testing.T, dir string) *postfixInstance {
 			t.Fatal(err)
 		}
 	}
-	for name, text := range map[string]string{"main.cf": fmt.Sprintf(postfixMainCF, dir), "master.cf": postfixMasterCF} {
+	mainCF := fmt.Sprintf(postfixMainCF, dir) + strings.Join(extra, "\n") + "\n"
+	for name, text := range map[string]string{"main.cf": mainCF, "master.cf": postfixMasterCF} {
 		if err := os.WriteFile(filepath.Join(p.configDir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
