@@ -284,3 +284,28 @@ func dnsKey(name string, below bool) string {
 	}
 	return b.String()
 }
+
+// ExportSize bounds the entries an export of p holds, without reading its
+// lists again: each domain of a rule it can express is at most two entries
+// (the domain, and the names under it), and so is each lookalike that can
+// be listed. scoped is what widenTypes adds: the type-scoped rules'.
+func (p *Policy) ExportSize() (entries, scoped int) {
+	x := NewExporter(0)
+	count := func(r *Rule, n int) {
+		x.widen = false
+		switch why := x.leftOutWhy(r); {
+		case why == "":
+			entries += 2 * n
+		case len(r.Types) > 0 && !r.Expired && r.Mode != ModeMonitor && len(r.Clients) == 0:
+			scoped += 2 * n
+		}
+	}
+	for i := range p.rules {
+		count(&p.rules[i], p.rules[i].DomainCount)
+	}
+	for i := range p.lookRules {
+		rep, _ := p.LookalikeVariants(p.lookRules[i].Domains[0])
+		count(&p.lookRules[i], rep.Count())
+	}
+	return entries, scoped
+}

@@ -124,6 +124,7 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 		fmt.Fprintf(w, "  explainer:     SMTP on %s as %s: every recipient refused with the reason (max %d connections, %d per client; timeout %s)\n",
 			strings.Join(e.Listen, ", "), e.Hostname, e.MaxConnections, e.MaxPerClient, e.Timeout)
 	}
+	printExportSize(w, p)
 	fmt.Fprintf(w, "  tests:         %d (run them with: typoguard test -config %s)\n", len(p.Tests), p.File)
 	if blocks > 0 {
 		fmt.Fprintln(w, "  note: answers for blocked names are made by typoguard and cannot validate under DNSSEC.")
@@ -133,6 +134,23 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 	}
 	for _, warn := range p.Warnings() {
 		fmt.Fprintln(w, warn.String())
+	}
+}
+
+// printExportSize says how large typoguard export, and the rpz zone, of p
+// would be.
+func printExportSize(w io.Writer, p *policy.Policy) {
+	n, scoped := p.ExportSize()
+	widened := ""
+	if scoped > 0 {
+		widened = fmt.Sprintf("; %d more with -widen-types (rpz.widen_types)", scoped)
+	}
+	if p.RPZ.Configured() && p.RPZ.WidenTypes {
+		n, widened = n+scoped, " (rpz.widen_types: type-scoped rules included)"
+	}
+	fmt.Fprintf(w, "  export:        at most %d entries%s: an rpz record or a postfix line each, a hosts or plain line for at most half\n", n, widened)
+	if n > policy.DefaultMaxExportRecords {
+		fmt.Fprintf(w, "                 over the %d that export writes unless -max-records says more; the rpz zone is not served\n", policy.DefaultMaxExportRecords)
 	}
 }
 
