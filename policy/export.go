@@ -19,17 +19,23 @@ type ExportEntry struct {
 	// (an allow or forward rule) that must win over a block above it.
 	Action Action
 	Rule   *Rule // the deciding rule; a lookalike rule for a lookalike
-	// Lookalike is set (Kind not KindNone) for a lookalike of a protected
-	// domain, or a name under one.
-	Lookalike Lookalike
+	// Lookalike is set for a lookalike of a protected domain, or the names
+	// under one; nil otherwise.
+	Lookalike *Lookalike
 
-	key string // dnsKey, for sorting
+	prefix uint64 // the first 8 bytes of the name's labels from the right, for sorting
+	prio   int32  // the order of the rule that gave it, for the first to win
+	out    bool   // from a rule the export leaves out: it decides the name, with no entry
 }
 
 // Decision is the decision the entry stands for, as Decide would give it
 // for Name.
 func (e ExportEntry) Decision() Decision {
-	return Decision{Action: e.Action, Mode: e.Rule.Mode, Rule: e.Rule, Domain: e.Name, Lookalike: e.Lookalike}
+	d := Decision{Action: e.Action, Mode: e.Rule.Mode, Rule: e.Rule, Domain: e.Name}
+	if e.Lookalike != nil {
+		d.Lookalike = *e.Lookalike
+	}
+	return d
 }
 
 // ExportLeftOut is a rule, or lookalike protection of one domain, whose
@@ -135,6 +141,10 @@ func (x *Exporter) leftOutWhy(r *Rule) string {
 // an RPZ trigger or an access map has no type; otherwise they are left
 // out. It fails when the export would hold more than the bound, naming the
 // rule or protected domain that takes it over.
+//
+// Every rule's names go into one slice, tagged with the rule's place; a
+// sort by name, then place, puts the first rule on each name first, and
+// one pass keeps it: no map of names, one copy of each.
 func (x *Exporter) Export(p *Policy, widenTypes bool) (*Export, error) {
 	x.widen = widenTypes
 	if e, ok := x.err.(listsOver); ok {
@@ -142,147 +152,208 @@ func (x *Exporter) Export(p *Policy, widenTypes bool) (*Export, error) {
 		return nil, fmt.Errorf("export: over %d records (the bound, -max-records): the lists of rule %q at line %d take it over", e.max, r.Name, r.Pos.Line)
 	}
 	ex := &Export{ByKind: map[LookalikeKind]int{}}
-	claimed := map[exportKey]bool{}
-	total := 0
-	// claim takes key for entry e (nil: for a left-out rule, which then
-	// decides the name without an entry) unless an earlier rule has it.
-	claim := func(k exportKey, e *ExportEntry) bool {
-		if claimed[k] {
-			return false
-		}
-		claimed[k] = true
-		if e != nil {
-			e.Name, e.Below, e.key = k.name, k.below, dnsKey(k.name, k.below)
-			ex.Entries = append(ex.Entries, *e)
-		}
-		return true
+	n := 0
+	for i := range p.rules {
+		n += 2 * (len(p.rules[i].Domains) + len(x.lists[i]))
 	}
+	reports := make([]LookalikeReport, len(p.lookRules))
+	for i := range p.lookRules {
+		reports[i], _ = p.LookalikeVariants(p.lookRules[i].Domains[0])
+		n += 2 * reports[i].Count()
+	}
+	// Each rule's bound: the entries it adds, counted before the names
+	// are deduplicated, can only be more than it keeps.
 	over := func(what string) error {
 		return fmt.Errorf("export: over %d records (the bound, -max-records) at %s", x.max, what)
 	}
+	all := make([]ExportEntry, 0, n)
+	why := make([]string, len(p.rules)+len(p.lookRules)) // by prio: why it is left out
+	add := func(r *Rule, prio int, name string, below bool, l *Lookalike) {
+		e := ExportEntry{Name: name, Below: below, Action: r.Action, Rule: r, Lookalike: l, prefix: sortPrefix(name, below), prio: int32(prio), out: why[prio] != ""}
+		if r.Action == ActionForward {
+			e.Action = ActionAllow
+		}
+		all = append(all, e)
+	}
 	for i := range p.rules {
 		r := &p.rules[i]
-		keys := ruleKeys(r, x.lists[i])
-		why := x.leftOutWhy(r)
-		var e *ExportEntry
-		if why == "" {
-			if r.Action == ActionForward {
-				e = &ExportEntry{Action: ActionAllow, Rule: r}
-			} else {
-				e = &ExportEntry{Action: r.Action, Rule: r}
+		why[i] = x.leftOutWhy(r)
+		for _, d := range r.Domains {
+			name, below := strings.CutPrefix(d, "*.")
+			if !below {
+				add(r, i, name, false, nil)
 			}
+			add(r, i, name, true, nil)
 		}
-		n := 0
-		for _, k := range keys {
-			if claim(k, e) {
-				n++
+		for _, k := range x.lists[i] {
+			if !k.below {
+				add(r, i, k.name, false, nil)
 			}
+			add(r, i, k.name, true, nil)
 		}
-		if why != "" {
-			if n > 0 && !r.Expired {
-				ex.LeftOut = append(ex.LeftOut, ExportLeftOut{Rule: r.Name, Why: why, Entries: n})
-			}
-			continue
-		}
-		if len(r.Types) > 0 {
-			ex.Widened = append(ex.Widened, r.Name)
-		}
-		ex.ByRule = append(ex.ByRule, ExportCount{Rule: r.Name, Entries: n})
-		if total += n; total > x.max {
-			return nil, over(fmt.Sprintf("rule %q at line %d (%d entries)", r.Name, r.Pos.Line, n))
-		}
+		x.lists[i] = nil
 	}
+	x.lists = nil
 	for i := range p.lookRules {
-		r := &p.lookRules[i]
-		protected := r.Domains[0]
-		why := x.leftOutWhy(r)
-		rep, _ := p.LookalikeVariants(protected)
-		n := 0
-		for _, g := range rep.Listed {
+		r, prio := &p.lookRules[i], len(p.rules)+i
+		why[prio] = x.leftOutWhy(r)
+		for _, g := range reports[i].Listed {
 			for _, name := range g.Names {
 				l, _ := p.LookalikeOf(name)
-				for _, below := range []bool{false, true} {
-					var e *ExportEntry
-					if why == "" {
-						e = &ExportEntry{Action: r.Action, Rule: r, Lookalike: l}
-					}
-					if claim(exportKey{name, below}, e) {
-						n++
-						if why == "" && !below {
-							ex.ByKind[l.Kind]++
-						}
-					}
-				}
+				add(r, prio, name, false, &l)
+				add(r, prio, name, true, &l)
 			}
 		}
-		if why != "" {
-			if n > 0 {
-				ex.LeftOut = append(ex.LeftOut, ExportLeftOut{Rule: r.Name, Why: why, Entries: n})
-			}
+	}
+	slices.SortFunc(all, func(a, b ExportEntry) int {
+		if c := CompareExportEntries(&a, &b); c != 0 {
+			return c
+		}
+		return int(a.prio - b.prio)
+	})
+	// Keep the first entry of each name; then drop those of left-out rules,
+	// counting what each rule keeps.
+	kept := make([]int, len(why))
+	out := all[:0]
+	for i := range all {
+		if i > 0 && all[i].Name == all[i-1].Name && all[i].Below == all[i-1].Below {
 			continue
 		}
-		if len(r.Types) > 0 {
+		kept[all[i].prio]++
+		if !all[i].out {
+			if e := &all[i]; e.Lookalike != nil && !e.Below {
+				ex.ByKind[e.Lookalike.Kind]++
+			}
+			out = append(out, all[i])
+		}
+	}
+	clear(all[len(out):]) // no pointers held past the end
+	ex.Entries = slices.Clip(out)
+	total := 0
+	for prio, n := range kept {
+		r, what := x.ruleAt(p, prio)
+		switch {
+		case why[prio] != "":
+			if n > 0 && !r.Expired {
+				ex.LeftOut = append(ex.LeftOut, ExportLeftOut{Rule: r.Name, Why: why[prio], Entries: n})
+			}
+			continue
+		case len(r.Types) > 0:
 			ex.Widened = append(ex.Widened, r.Name)
 		}
 		ex.ByRule = append(ex.ByRule, ExportCount{Rule: r.Name, Entries: n})
 		if total += n; total > x.max {
-			return nil, over(fmt.Sprintf("lookalikes of %s (%d entries)", protected, n))
+			return nil, over(fmt.Sprintf("%s (%d entries)", what, n))
+		}
+	}
+	for i, rep := range reports {
+		if why[len(p.rules)+i] != "" {
+			continue
 		}
 		for _, m := range rep.Matched {
 			if m.Kind != KindNone { // names under a lookalike are exported as *.name
-				ex.Unseen = append(ex.Unseen, fmt.Sprintf("%s: %s (%s), e.g. %s", protected, m.Kind, m.Rule, m.Examples[0]))
+				ex.Unseen = append(ex.Unseen, fmt.Sprintf("%s: %s (%s), e.g. %s", rep.Protected, m.Kind, m.Rule, m.Examples[0]))
 			}
 		}
 	}
-	x.lists = nil
-	slices.SortFunc(ex.Entries, func(a, b ExportEntry) int { return CompareExportEntries(&a, &b) })
 	return ex, nil
+}
+
+// ruleAt is the rule of place prio (rules, then lookalike rules) and how
+// an error names it.
+func (x *Exporter) ruleAt(p *Policy, prio int) (*Rule, string) {
+	if prio < len(p.rules) {
+		r := &p.rules[prio]
+		return r, fmt.Sprintf("rule %q at line %d", r.Name, r.Pos.Line)
+	}
+	r := &p.lookRules[prio-len(p.rules)]
+	return r, "lookalikes of " + r.Domains[0]
+}
+
+// compareNames orders names as DNSSEC does (RFC 4034 §6.1): by labels
+// from the right, each compared as bytes, a name before the names under
+// it. aBelow and bBelow put "*" in front of a or b, which then comes
+// right after the name itself, as "*" sorts before any byte of a host
+// name's label.
+func compareNames(a string, aBelow bool, b string, bBelow bool) int {
+	for {
+		la, okA := nextLabel(&a, &aBelow)
+		lb, okB := nextLabel(&b, &bBelow)
+		switch {
+		case !okA && !okB:
+			return 0
+		case !okA:
+			return -1
+		case !okB:
+			return 1
+		}
+		if c := strings.Compare(la, lb); c != 0 {
+			return c
+		}
+	}
+}
+
+// nextLabel takes the rightmost label off *name, then "*" once *name is
+// used up if *below is set; it reports false when nothing is left.
+func nextLabel(name *string, below *bool) (string, bool) {
+	if *name == "" {
+		if *below {
+			*below = false
+			return "*", true
+		}
+		return "", false
+	}
+	i := strings.LastIndexByte(*name, '.')
+	l := (*name)[i+1:]
+	if i < 0 {
+		*name = ""
+	} else {
+		*name = (*name)[:i]
+	}
+	return l, true
 }
 
 // CompareExportEntries orders entries as an Export holds them: as DNSSEC
 // orders names (RFC 4034 §6.1), a name's wildcard right after it.
-func CompareExportEntries(a, b *ExportEntry) int { return strings.Compare(a.key, b.key) }
-
-// ruleKeys returns the names rule r decides: its domains, then its lists'.
-func ruleKeys(r *Rule, lists []exportKey) []exportKey {
-	keys := make([]exportKey, 0, 2*(len(r.Domains)+len(lists)))
-	add := func(name string, below bool) {
-		if !below {
-			keys = append(keys, exportKey{name, false})
+func CompareExportEntries(a, b *ExportEntry) int {
+	if a.prefix != b.prefix {
+		if a.prefix < b.prefix {
+			return -1
 		}
-		keys = append(keys, exportKey{name, true})
+		return 1
 	}
-	for _, d := range r.Domains {
-		name, below := strings.CutPrefix(d, "*.")
-		add(name, below)
-	}
-	for _, k := range lists {
-		add(k.name, k.below)
-	}
-	return keys
+	return compareNames(a.Name, a.Below, b.Name, b.Below)
 }
 
-// dnsKey is a sort key that orders entries as DNSSEC orders names (RFC
-// 4034 §6.1): the labels from the right, each ended by a 0 byte, which
-// sorts before any byte of a label, so that a name comes before the names
-// under it. The names under a name ("*.name") come right after it, as "*"
-// sorts before any byte of a host name's label.
-func dnsKey(name string, below bool) string {
-	var b strings.Builder
-	b.Grow(len(name) + 3)
-	for name != "" {
-		i := strings.LastIndexByte(name, '.')
-		b.WriteString(name[i+1:])
-		b.WriteByte(0)
-		if i < 0 {
-			break
+// sortPrefix packs, big-endian, the first 8 bytes of the name's labels
+// from the right, each followed by a 0 byte (which sorts before any byte
+// of a label), and "*" for below: two names whose prefixes differ compare
+// as the prefixes do, so most comparisons of a sort are one of integers.
+func sortPrefix(name string, below bool) uint64 {
+	var v uint64
+	n := 0
+	put := func(c byte) bool {
+		if n == 8 {
+			return false
 		}
-		name = name[:i]
+		v |= uint64(c) << (56 - 8*n)
+		n++
+		return true
 	}
-	if below {
-		b.WriteString("*\x00")
+	for {
+		l, ok := nextLabel(&name, &below)
+		if !ok {
+			return v
+		}
+		for i := 0; i < len(l); i++ {
+			if !put(l[i]) {
+				return v
+			}
+		}
+		if !put(0) {
+			return v
+		}
 	}
-	return b.String()
 }
 
 // ExportSize bounds the entries an export of p holds, without reading its

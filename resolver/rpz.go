@@ -2,9 +2,9 @@ package resolver
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -30,14 +30,15 @@ type RPZ struct {
 // NewRPZ returns the zone origin of export ex of p, at serial.
 func NewRPZ(origin string, serial uint32, p *policy.Policy, ex *policy.Export) *RPZ {
 	z := &RPZ{Origin: strings.ToLower(dns.Fqdn(origin)), Serial: serial, ttl: ttlSeconds(p.Answers.TTL), answers: p.Answers}
-	z.entries = make([]policy.ExportEntry, 0, len(ex.Entries))
-	for _, e := range ex.Entries {
-		if e.Action == policy.ActionRefuse {
+	// The export's own entries, shared: neither changes them.
+	z.entries = ex.Entries
+	for i := range z.entries {
+		switch z.entries[i].Action {
+		case policy.ActionRefuse:
 			z.Skipped++
-			continue
+		case policy.ActionSinkhole:
+			z.sinkholes = true
 		}
-		z.sinkholes = z.sinkholes || e.Action == policy.ActionSinkhole
-		z.entries = append(z.entries, e)
 	}
 	return z
 }
@@ -56,7 +57,7 @@ func (z *RPZ) sinkholeHost() []dns.RR {
 }
 
 // Len is the number of triggers in the zone.
-func (z *RPZ) Len() int { return len(z.entries) }
+func (z *RPZ) Len() int { return len(z.entries) - z.Skipped }
 
 // SOA is the zone's SOA record. Refresh and retry are short, as NOTIFY
 // is what tells secondaries of a change; expire is four weeks, so that a
@@ -102,42 +103,93 @@ func (z *RPZ) hdr(name string, t uint16) dns.RR_Header {
 // and local data for a null MX or a sinkhole (the RPZ answer to the other
 // types is then NODATA, as typoguard's).
 func (z *RPZ) entryRecords(e *policy.ExportEntry) []dns.RR {
-	owner := e.Name + "." + z.Origin
+	if e.Action == policy.ActionRefuse {
+		return nil // RPZ has no REFUSED: left out (Skipped)
+	}
+	owner := z.owner(e)
+	if rrtype, rdata, ok := simpleRecord(e); ok {
+		if rrtype == dns.TypeMX {
+			return []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 0, Mx: "."}}
+		}
+		return []dns.RR{&dns.CNAME{Hdr: z.hdr(owner, dns.TypeCNAME), Target: rdata}}
+	}
+	rrs := []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 10, Mx: z.answers.SinkholeMX}}
+	for _, rr := range z.sinkholeHost() {
+		rr.Header().Name = owner
+		rrs = append(rrs, rr)
+	}
+	return rrs
+}
+
+// owner is the trigger's name in the zone.
+func (z *RPZ) owner(e *policy.ExportEntry) string {
 	if e.Below {
-		owner = "*." + owner
+		return "*." + e.Name + "." + z.Origin
 	}
-	cname := func(target string) []dns.RR {
-		return []dns.RR{&dns.CNAME{Hdr: z.hdr(owner, dns.TypeCNAME), Target: target}}
-	}
+	return e.Name + "." + z.Origin
+}
+
+// simpleRecord is the one record of an entry that has one: its type and
+// its RDATA as text ("." for a CNAME to ".", "0 ." for the null MX); ok is
+// false for a sinkhole, which has several.
+func simpleRecord(e *policy.ExportEntry) (rrtype uint16, rdata string, ok bool) {
 	switch e.Action {
 	case policy.ActionAllow:
-		return cname("rpz-passthru.")
+		return dns.TypeCNAME, "rpz-passthru.", true
 	case policy.ActionNoData:
-		return cname("*.")
+		return dns.TypeCNAME, "*.", true
 	case policy.ActionNullMX:
-		return []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 0, Mx: "."}}
+		return dns.TypeMX, "0 .", true
 	case policy.ActionSinkhole:
-		rrs := []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 10, Mx: z.answers.SinkholeMX}}
-		for _, rr := range z.sinkholeHost() {
-			rr.Header().Name = owner
-			rrs = append(rrs, rr)
-		}
-		return rrs
+		return 0, "", false
 	}
-	return cname(".")
+	return dns.TypeCNAME, ".", true
 }
 
 // WriteText writes the zone in master-file form (RFC 1035 §5), one
-// record a line, absolute names.
+// record a line, absolute names, as the records' String gives them. The
+// one-record triggers, nearly all of a large zone, are written straight
+// from their entries, without a record each.
 func (z *RPZ) WriteText(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	var err error
-	z.Records(func(rr dns.RR) bool {
-		_, err = fmt.Fprintln(bw, rr.String())
+	var line []byte
+	writeRR := func(rr dns.RR) bool {
+		line = append(append(line[:0], rr.String()...), '\n')
+		_, err := bw.Write(line)
 		return err == nil
-	})
-	if err != nil {
-		return err
+	}
+	if !writeRR(z.SOA()) || !writeRR(&dns.NS{Hdr: z.hdr(z.Origin, dns.TypeNS), Ns: "localhost."}) {
+		return bw.Flush()
+	}
+	if z.sinkholes {
+		for _, rr := range z.sinkholeHost() {
+			writeRR(rr)
+		}
+	}
+	ttl := strconv.FormatUint(uint64(z.ttl), 10)
+	for i := range z.entries {
+		e := &z.entries[i]
+		rrtype, rdata, ok := simpleRecord(e)
+		switch {
+		case e.Action == policy.ActionRefuse:
+			continue
+		case !ok:
+			for _, rr := range z.entryRecords(e) {
+				writeRR(rr)
+			}
+			continue
+		}
+		// As dns.RR_Header.String and the record's String write it.
+		line = line[:0]
+		if e.Below {
+			line = append(line, "*."...)
+		}
+		line = append(append(append(line, e.Name...), '.'), z.Origin...)
+		line = append(append(append(line, '\t'), ttl...), "\tIN\t"...)
+		line = append(append(append(line, dns.TypeToString[rrtype]...), '\t'), rdata...)
+		if _, err := bw.Write(append(line, '\n')); err != nil {
+			return err
+		}
 	}
 	return bw.Flush()
 }
