@@ -270,12 +270,12 @@ func (x *Exporter) ruleAt(p *Policy, prio int) (*Rule, string) {
 	return r, "lookalikes of " + r.Domains[0]
 }
 
-// compareNames orders names as DNSSEC does (RFC 4034 §6.1): by labels
+// CompareNames orders names as DNSSEC does (RFC 4034 §6.1): by labels
 // from the right, each compared as bytes, a name before the names under
 // it. aBelow and bBelow put "*" in front of a or b, which then comes
 // right after the name itself, as "*" sorts before any byte of a host
 // name's label.
-func compareNames(a string, aBelow bool, b string, bBelow bool) int {
+func CompareNames(a string, aBelow bool, b string, bBelow bool) int {
 	for {
 		la, okA := nextLabel(&a, &aBelow)
 		lb, okB := nextLabel(&b, &bBelow)
@@ -322,7 +322,7 @@ func CompareExportEntries(a, b *ExportEntry) int {
 		}
 		return 1
 	}
-	return compareNames(a.Name, a.Below, b.Name, b.Below)
+	return CompareNames(a.Name, a.Below, b.Name, b.Below)
 }
 
 // sortPrefix packs, big-endian, the first 8 bytes of the name's labels

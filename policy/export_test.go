@@ -142,7 +142,7 @@ func TestDNSKeyOrder(t *testing.T) {
 	slices.SortFunc(names, func(a, b string) int {
 		an, ab := strings.CutPrefix(a, "*.")
 		bn, bb := strings.CutPrefix(b, "*.")
-		return compareNames(an, ab, bn, bb)
+		return CompareNames(an, ab, bn, bb)
 	})
 	want := []string{"example", "*.example", "a.example", "*.a.example", "-.a.example", "0.a.example", "b.a.example", "z.example"}
 	if !slices.Equal(names, want) {

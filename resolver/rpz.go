@@ -14,14 +14,19 @@ import (
 
 // RPZ is a policy's export as a Response Policy Zone
 // (draft-vixie-dnsop-dns-rpz): a trigger per exported name, under Origin.
-// Its records are made as they are asked for, never all held at once.
+// Its records are made as they are asked for, never all held at once, and
+// its triggers hold no pointer: every name is a piece of one string, so
+// the garbage collector has one object to look at, however large the zone
+// (its marking of millions of pointers would cost the resolver's answers
+// their latency while a transfer runs).
 type RPZ struct {
 	Origin    string // the zone's name, lower-case with the trailing dot
 	Serial    uint32
 	ttl       uint32
 	answers   policy.AnswerSettings
-	entries   []policy.ExportEntry
-	sinkholes bool // an entry is a sinkhole
+	names     string     // every trigger's name, one after another
+	entries   []rpzEntry // in the export's order
+	sinkholes bool       // an entry is a sinkhole
 	// Skipped counts the entries RPZ cannot answer as typoguard does
 	// (refuse: RPZ has no REFUSED), which are left out.
 	Skipped int
@@ -30,18 +35,39 @@ type RPZ struct {
 // NewRPZ returns the zone origin of export ex of p, at serial.
 func NewRPZ(origin string, serial uint32, p *policy.Policy, ex *policy.Export) *RPZ {
 	z := &RPZ{Origin: strings.ToLower(dns.Fqdn(origin)), Serial: serial, ttl: ttlSeconds(p.Answers.TTL), answers: p.Answers}
-	// The export's own entries, shared: neither changes them.
-	z.entries = ex.Entries
-	for i := range z.entries {
-		switch z.entries[i].Action {
+	size := 0
+	for i := range ex.Entries {
+		size += len(ex.Entries[i].Name)
+	}
+	var names strings.Builder
+	names.Grow(size)
+	z.entries = make([]rpzEntry, len(ex.Entries))
+	for i := range ex.Entries {
+		e := &ex.Entries[i]
+		z.entries[i] = rpzEntry{off: uint32(names.Len()), n: uint8(len(e.Name)), below: e.Below, action: e.Action}
+		names.WriteString(e.Name)
+		switch e.Action {
 		case policy.ActionRefuse:
 			z.Skipped++
 		case policy.ActionSinkhole:
 			z.sinkholes = true
 		}
 	}
+	z.names = names.String()
 	return z
 }
+
+// rpzEntry is one trigger of an RPZ: its name, z.names[off:off+n], the
+// names under it or the name itself, and what it answers.
+type rpzEntry struct {
+	off    uint32
+	n      uint8
+	below  bool
+	action policy.Action
+}
+
+// name is e's name.
+func (z *RPZ) name(e *rpzEntry) string { return z.names[e.off : e.off+uint32(e.n)] }
 
 // sinkholeHost is the local data of the sinkhole MX host: its addresses.
 func (z *RPZ) sinkholeHost() []dns.RR {
@@ -102,12 +128,12 @@ func (z *RPZ) hdr(name string, t uint16) dns.RR_Header {
 // NXDOMAIN, to "*." for NODATA and to "rpz-passthru." for an exception,
 // and local data for a null MX or a sinkhole (the RPZ answer to the other
 // types is then NODATA, as typoguard's).
-func (z *RPZ) entryRecords(e *policy.ExportEntry) []dns.RR {
-	if e.Action == policy.ActionRefuse {
+func (z *RPZ) entryRecords(e *rpzEntry) []dns.RR {
+	if e.action == policy.ActionRefuse {
 		return nil // RPZ has no REFUSED: left out (Skipped)
 	}
 	owner := z.owner(e)
-	if rrtype, rdata, ok := simpleRecord(e); ok {
+	if rrtype, rdata, ok := simpleRecord(e.action); ok {
 		if rrtype == dns.TypeMX {
 			return []dns.RR{&dns.MX{Hdr: z.hdr(owner, dns.TypeMX), Preference: 0, Mx: "."}}
 		}
@@ -122,18 +148,19 @@ func (z *RPZ) entryRecords(e *policy.ExportEntry) []dns.RR {
 }
 
 // owner is the trigger's name in the zone.
-func (z *RPZ) owner(e *policy.ExportEntry) string {
-	if e.Below {
-		return "*." + e.Name + "." + z.Origin
+func (z *RPZ) owner(e *rpzEntry) string {
+	if e.below {
+		return "*." + z.name(e) + "." + z.Origin
 	}
-	return e.Name + "." + z.Origin
+	return z.name(e) + "." + z.Origin
 }
 
-// simpleRecord is the one record of an entry that has one: its type and
-// its RDATA as text ("." for a CNAME to ".", "0 ." for the null MX); ok is
-// false for a sinkhole, which has several.
-func simpleRecord(e *policy.ExportEntry) (rrtype uint16, rdata string, ok bool) {
-	switch e.Action {
+// simpleRecord is the one record of a trigger answering action, for the
+// actions that have one: its type and its RDATA as text ("." for a CNAME
+// to ".", "0 ." for the null MX); ok is false for a sinkhole, which has
+// several.
+func simpleRecord(action policy.Action) (rrtype uint16, rdata string, ok bool) {
+	switch action {
 	case policy.ActionAllow:
 		return dns.TypeCNAME, "rpz-passthru.", true
 	case policy.ActionNoData:
@@ -169,9 +196,9 @@ func (z *RPZ) WriteText(w io.Writer) error {
 	ttl := strconv.FormatUint(uint64(z.ttl), 10)
 	for i := range z.entries {
 		e := &z.entries[i]
-		rrtype, rdata, ok := simpleRecord(e)
+		rrtype, rdata, ok := simpleRecord(e.action)
 		switch {
-		case e.Action == policy.ActionRefuse:
+		case e.action == policy.ActionRefuse:
 			continue
 		case !ok:
 			for _, rr := range z.entryRecords(e) {
@@ -181,10 +208,10 @@ func (z *RPZ) WriteText(w io.Writer) error {
 		}
 		// As dns.RR_Header.String and the record's String write it.
 		line = line[:0]
-		if e.Below {
+		if e.below {
 			line = append(line, "*."...)
 		}
-		line = append(append(append(line, e.Name...), '.'), z.Origin...)
+		line = append(append(append(line, z.name(e)...), '.'), z.Origin...)
 		line = append(append(append(line, '\t'), ttl...), "\tIN\t"...)
 		line = append(append(append(line, dns.TypeToString[rrtype]...), '\t'), rdata...)
 		if _, err := bw.Write(append(line, '\n')); err != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -94,10 +95,11 @@ func zoneSum(z *RPZ) [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %d %v %v %s\n", z.Origin, z.ttl, z.answers.SinkholeIPv4, z.answers.SinkholeIPv6, z.answers.SinkholeMX)
 	var b [2]byte
-	for _, e := range z.entries {
-		h.Write([]byte(e.Name))
-		b[0], b[1] = byte(e.Action), 0
-		if e.Below {
+	for i := range z.entries {
+		e := &z.entries[i]
+		h.Write([]byte(z.name(e)))
+		b[0], b[1] = byte(e.action), 0
+		if e.below {
 			b[1] = 1
 		}
 		h.Write(b[:])
@@ -271,12 +273,14 @@ func (s *RPZServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			refuse(dns.RcodeRefused, "AXFR over UDP")
 			return
 		}
+		start := time.Now()
 		kind, n, err := s.transfer(w, req, cur, prev)
+		ms := time.Since(start).Milliseconds()
 		if err != nil {
-			s.log.Warn("rpz transfer failed", "client", client.String(), "kind", kind, "serial", cur.zone.Serial, "err", err.Error())
+			s.log.Warn("rpz transfer failed", "client", client.String(), "kind", kind, "serial", cur.zone.Serial, "records", n, "ms", ms, "err", err.Error())
 			return
 		}
-		s.log.Info("rpz transfer", "client", client.String(), "kind", kind, "serial", cur.zone.Serial, "records", n)
+		s.log.Info("rpz transfer", "client", client.String(), "kind", kind, "serial", cur.zone.Serial, "records", n, "ms", ms)
 	default:
 		m := new(dns.Msg)
 		m.SetReply(req)
@@ -294,9 +298,9 @@ func (s *RPZServer) sign(w dns.ResponseWriter, req, m *dns.Msg) {
 	}
 }
 
-// xfrBatch is how many records go in one transfer message: with name
-// compression, well under the 64 KiB a TCP message may hold.
-const xfrBatch = 400
+// xfrBytes is about how large one transfer message grows, uncompressed,
+// before it is sent: well under the 64 KiB a TCP message may hold.
+const xfrBytes = 16 << 10
 
 // transfer answers an AXFR or IXFR with the zone cur, as a difference from
 // prev when the client holds prev's serial (RFC 1995 §4), just the SOA
@@ -313,8 +317,9 @@ func (s *RPZServer) transfer(w dns.ResponseWriter, req *dns.Msg, cur, prev *rpzV
 		}
 	}
 	var batch []dns.RR
-	sent, first := 0, true
+	sent, size, first := 0, 0, true
 	var err error
+	began, worked := time.Now(), time.Duration(0)
 	flush := func() bool {
 		if len(batch) == 0 || err != nil {
 			return err == nil
@@ -322,7 +327,6 @@ func (s *RPZServer) transfer(w dns.ResponseWriter, req *dns.Msg, cur, prev *rpzV
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.Authoritative = true
-		m.Compress = true
 		m.Answer = batch
 		if t := req.IsTsig(); t != nil && w.TsigStatus() == nil {
 			m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
@@ -334,12 +338,24 @@ func (s *RPZServer) transfer(w dns.ResponseWriter, req *dns.Msg, cur, prev *rpzV
 		}
 		first = false
 		sent += len(batch)
-		batch = make([]dns.RR, 0, xfrBatch)
+		batch, size = batch[:0], 0
+		// Half the time for the transfer, half for the rest: a secondary
+		// takes a large zone a little slower, and the resolver's answers,
+		// on the same cores, keep their pace. The pauses are gathered to a
+		// few milliseconds, which a sleep keeps to.
+		if worked += time.Since(began); worked >= 2*time.Millisecond {
+			time.Sleep(worked)
+			worked = 0
+		} else {
+			runtime.Gosched() // queries that came meanwhile go first
+		}
+		began = time.Now()
 		return err == nil
 	}
 	add := func(rr dns.RR) bool {
 		batch = append(batch, rr)
-		return len(batch) < xfrBatch || flush()
+		size += len(rr.Header().Name) + 16 + 64 // the owner, the fixed fields, RDATA at most this
+		return size < xfrBytes || flush()
 	}
 	kind := "AXFR"
 	switch {
@@ -389,7 +405,8 @@ func diffZones(a, b *RPZ) (deleted, added []dns.RR) {
 		case j == len(b.entries):
 			c = -1
 		default:
-			c = compareEntries(&a.entries[i], &b.entries[j])
+			ea, eb := &a.entries[i], &b.entries[j]
+			c = policy.CompareNames(a.name(ea), ea.below, b.name(eb), eb.below)
 		}
 		switch {
 		case c < 0:
@@ -416,9 +433,6 @@ func diffZones(a, b *RPZ) (deleted, added []dns.RR) {
 	}
 	return deleted, added
 }
-
-// compareEntries orders two entries as the export sorted them.
-func compareEntries(a, b *policy.ExportEntry) int { return policy.CompareExportEntries(a, b) }
 
 func sameRecords(a, b []dns.RR) bool {
 	if len(a) != len(b) {
