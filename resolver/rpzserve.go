@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -318,6 +319,7 @@ func (s *RPZServer) transfer(w dns.ResponseWriter, req *dns.Msg, cur, prev *rpzV
 	var batch []dns.RR
 	sent, size, first := 0, 0, true
 	var err error
+	began, worked := time.Now(), time.Duration(0)
 	flush := func() bool {
 		if len(batch) == 0 || err != nil {
 			return err == nil
@@ -337,13 +339,16 @@ func (s *RPZServer) transfer(w dns.ResponseWriter, req *dns.Msg, cur, prev *rpzV
 		first = false
 		sent += len(batch)
 		batch, size = batch[:0], 0
-		// Park between messages, not Gosched: with the transfer runnable
-		// the scheduler would run it again before it polls the network,
-		// and the resolver's queries waiting there would wait for sysmon,
-		// up to 10 ms. The shortest sleep lasts about a millisecond, in
-		// which the answers go first: a large zone goes at about 150,000
-		// records a second.
-		time.Sleep(time.Microsecond)
+		// At most half the time for the transfer, in stretches of about a
+		// millisecond: a secondary takes a large zone a little slower,
+		// and the resolver's answers, on the same cores, keep their pace.
+		if worked += time.Since(began); worked >= time.Millisecond {
+			time.Sleep(worked)
+			worked = 0
+		} else {
+			runtime.Gosched() // the resolver's goroutines that are ready go first
+		}
+		began = time.Now()
 		return err == nil
 	}
 	add := func(rr dns.RR) bool {
