@@ -250,24 +250,27 @@ func (s *RPZServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	switch q.Qtype {
-	case dns.TypeSOA:
+	// answerSOA answers with the zone's SOA, in the answer section or,
+	// for a type the zone has no records of, the authority section.
+	answerSOA := func(nodata bool) {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.Authoritative = true
-		m.Answer = []dns.RR{cur.zone.SOA()}
+		if nodata {
+			m.Ns = []dns.RR{cur.zone.SOA()}
+		} else {
+			m.Answer = []dns.RR{cur.zone.SOA()}
+		}
 		s.sign(w, req, m)
 		_ = w.WriteMsg(m)
+	}
+	switch q.Qtype {
+	case dns.TypeSOA:
+		answerSOA(false)
 	case dns.TypeAXFR, dns.TypeIXFR:
 		if !tcp {
 			if q.Qtype == dns.TypeIXFR {
-				// RFC 1995 §2: over UDP, the SOA alone says "ask by TCP".
-				m := new(dns.Msg)
-				m.SetReply(req)
-				m.Authoritative = true
-				m.Answer = []dns.RR{cur.zone.SOA()}
-				s.sign(w, req, m)
-				_ = w.WriteMsg(m)
+				answerSOA(false) // RFC 1995 §2: over UDP, the SOA alone says "ask by TCP"
 				return
 			}
 			refuse(dns.RcodeRefused, "AXFR over UDP")
@@ -282,12 +285,7 @@ func (s *RPZServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 		s.log.Info("rpz transfer", "client", client.String(), "kind", kind, "serial", cur.zone.Serial, "records", n, "ms", ms)
 	default:
-		m := new(dns.Msg)
-		m.SetReply(req)
-		m.Authoritative = true
-		m.Ns = []dns.RR{cur.zone.SOA()}
-		s.sign(w, req, m)
-		_ = w.WriteMsg(m)
+		answerSOA(true)
 	}
 }
 

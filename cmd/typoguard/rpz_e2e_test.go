@@ -126,9 +126,19 @@ rpz:
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-d", "-c", path)
-	out, _ := os.Create(filepath.Join(dir, "unbound.out"))
-	cmd.Stdout, cmd.Stderr = out, out
+	startDaemon(t, exec.Command(bin, "-d", "-c", path), filepath.Join(dir, "unbound.out"), filepath.Join(dir, "unbound.log"))
+}
+
+// startDaemon starts cmd with its output to the file out, and stops it by
+// its PID (SIGTERM, then SIGKILL after 10 s) when the test ends; when the
+// test failed, it logs out and the other logs.
+func startDaemon(t *testing.T, cmd *exec.Cmd, out string, logs ...string) {
+	t.Helper()
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,14 +148,16 @@ rpz:
 		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
 			<-done
 		}
+		f.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
-			o, _ := os.ReadFile(filepath.Join(dir, "unbound.out"))
-			t.Logf("unbound log:\n%s\n%s", b, o)
+			for _, l := range append([]string{out}, logs...) {
+				b, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", filepath.Base(l), b)
+			}
 		}
 	})
 }
@@ -281,27 +293,7 @@ zone "rpz.typoguard.internal" {
 			t.Fatalf("named-checkconf: %v\n%s\n%s", err, out, conf)
 		}
 	}
-	cmd := exec.Command(bin, "-g", "-n", "1", "-c", path)
-	logf, _ := os.Create(filepath.Join(dir, "named.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "named.log"))
-			t.Logf("named log:\n%s", b)
-		}
-	})
+	startDaemon(t, exec.Command(bin, "-g", "-n", "1", "-c", path), filepath.Join(dir, "named.log"))
 }
 
 // TestE2ERPZBIND: BIND 9, as a TSIG-signed secondary of typoguard's zone
