@@ -5,6 +5,9 @@
 set -euo pipefail
 export LC_ALL=C
 PATH=$PATH:/usr/sbin:/sbin
+# The loopback NSD every benchmark forwards to.
+# shellcheck source=bench/nsd.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nsd.sh"
 
 usage() {
 	cat <<'EOF'
@@ -344,35 +347,9 @@ gen_big_list() {
 		"$tmp/tg/big/big.txt" >"$tmp/ub/big-zones.conf"
 }
 
-# write_nsd_conf: the authoritative upstream. Debian builds NSD with response
-# rate limiting, 200 answers a second to one source by default; every query
-# here comes from 127.0.0.1, so it is turned off.
+# write_nsd_conf: the authoritative upstream (bench/nsd.sh).
 write_nsd_conf() {
-	cat >"$tmp/nsd/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $nsd_port
-  do-ip6: no
-  server-count: $threads
-  username: ""
-  zonesdir: "$tmp/nsd"
-  database: ""
-  zonelistfile: "$tmp/nsd/zone.list"
-  xfrdfile: "$tmp/nsd/xfrd.state"
-  xfrdir: "$tmp/nsd"
-  pidfile: "$tmp/nsd/nsd.pid"
-  logfile: "$tmp/nsd/nsd.log"
-  verbosity: 0
-  hide-version: yes
-  minimal-responses: yes
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: bench.test
-  zonefile: bench.test.zone
-EOF
+	nsd_conf "$tmp/nsd" "$nsd_port" bench.test "$threads" >"$tmp/nsd/nsd.conf"
 }
 
 # write_policies: one policy without the list and one with it, each in its

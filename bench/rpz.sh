@@ -18,6 +18,9 @@ while (($#)); do
 	*) echo "usage: bash bench/rpz.sh [-n DOMAINS] [-p PROTECTED] [-keep]" >&2; exit 2 ;;
 	esac
 done
+# The loopback NSD every benchmark forwards to.
+# shellcheck source=bench/nsd.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nsd.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/typoguard-rpz.XXXXXX)
 pids=()
@@ -68,26 +71,7 @@ mkdir -p "$tmp/nsd" "$tmp/ub"
 	printf '$ORIGIN bench.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n'
 	for i in $(seq 0 999); do echo "host$i IN A 198.51.100.$((i % 254 + 1))"; done
 } >"$tmp/nsd/bench.test.zone"
-cat >"$tmp/nsd/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $nsd_port
-  do-ip6: no
-  username: ""
-  zonesdir: "$tmp/nsd"
-  database: ""
-  zonelistfile: "$tmp/nsd/zone.list"
-  xfrdfile: "$tmp/nsd/xfrd.state"
-  xfrdir: "$tmp/nsd"
-  pidfile: "$tmp/nsd/nsd.pid"
-  logfile: "$tmp/nsd/nsd.log"
-  verbosity: 0
-remote-control:
-  control-enable: no
-zone:
-  name: bench.test
-  zonefile: bench.test.zone
-EOF
+nsd_conf "$tmp/nsd" "$nsd_port" bench.test >"$tmp/nsd/nsd.conf"
 printf '. 3600000 NS a.root.bench.test.\na.root.bench.test. 3600000 A 127.0.0.1\n' >"$tmp/ub/root.hints"
 {
 	cat <<EOF

@@ -38,6 +38,9 @@ for v in "$steady" "$rate" "$flood"; do
 	[[ $v =~ ^[0-9]+$ ]] && ((v > 0 && v <= 100000)) || { echo "soak.sh: want whole numbers from 1 to 100000" >&2; exit 2; }
 done
 
+# The loopback NSD every benchmark forwards to.
+# shellcheck source=bench/nsd.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nsd.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/typoguard-soak.XXXXXX)
 pids=()
@@ -80,27 +83,7 @@ ns1     IN A   127.0.0.1
 EOF
 	for i in $(seq 0 999); do echo "host$i IN A 198.51.100.$((i % 254 + 1))"; done
 } >"$tmp/nsd/soak.test.zone"
-cat >"$tmp/nsd/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $nsd_port
-  do-ip6: no
-  username: ""
-  zonesdir: "$tmp/nsd"
-  database: ""
-  zonelistfile: "$tmp/nsd/zone.list"
-  xfrdfile: "$tmp/nsd/xfrd.state"
-  xfrdir: "$tmp/nsd"
-  pidfile: "$tmp/nsd/nsd.pid"
-  logfile: "$tmp/nsd/nsd.log"
-  verbosity: 0
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: soak.test
-  zonefile: soak.test.zone
-EOF
+nsd_conf "$tmp/nsd" "$nsd_port" soak.test >"$tmp/nsd/nsd.conf"
 
 # policy DEFAULT_UPSTREAM [EXTRA_RULE]: the policy file, its default
 # upstreams at DEFAULT_UPSTREAM and a forward rule to NSD for up.soak.test.
