@@ -21,8 +21,12 @@ type RPZSettings struct {
 	Notify        []string       // ip:port of the secondaries told of each new serial (NOTIFY)
 	TSIG          []TSIGKey      // keys that sign transfers and NOTIFY; empty: unsigned
 	// WidenTypes serves rules scoped to query types as blocking every
-	// type (ExportOptions.WidenTypes); otherwise they are left out.
+	// type (Exporter.Export's widenTypes); otherwise they are left out.
 	WidenTypes bool
+	// MaxRecords bounds the zone's entries; a policy whose zone would
+	// hold more is served without its zone. Default
+	// DefaultMaxExportRecords.
+	MaxRecords int
 	Pos        Position // of the rpz section; zero when absent
 }
 
@@ -42,7 +46,7 @@ type TSIGKey struct {
 var tsigAlgorithms = []string{"hmac-sha256"}
 
 func (d *decoder) rpz(v *yaml.Node) RPZSettings {
-	r := RPZSettings{}
+	r := RPZSettings{MaxRecords: DefaultMaxExportRecords}
 	hasListen, hasZone := false, false
 	d.mapping(v, "rpz", map[string]field{
 		"listen": func(v *yaml.Node) {
@@ -74,6 +78,7 @@ func (d *decoder) rpz(v *yaml.Node) RPZSettings {
 			})
 		},
 		"widen_types": func(v *yaml.Node) { d.boolean(v, "rpz.widen_types", &r.WidenTypes) },
+		"max_records": func(v *yaml.Node) { d.positive(v, "rpz.max_records", &r.MaxRecords) },
 		"tsig": func(v *yaml.Node) {
 			seen := map[string]Position{}
 			for _, item := range d.list(v, "rpz.tsig") {

@@ -230,6 +230,10 @@ func (s *RPZServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		refuse(dns.RcodeNotImplemented, "not a query of one question")
 		return
 	}
+	if cur == nil {
+		refuse(dns.RcodeRefused, "no zone to serve: the log says why")
+		return
+	}
 	if !prefixesContain(settings.AllowTransfer, client) {
 		refuse(dns.RcodeRefused, "address not in rpz.allow_transfer")
 		return
@@ -245,7 +249,7 @@ func (s *RPZServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 	}
 	q := req.Question[0]
-	if cur == nil || dns.CanonicalName(q.Name) != cur.zone.Origin || q.Qclass != dns.ClassINET {
+	if dns.CanonicalName(q.Name) != cur.zone.Origin || q.Qclass != dns.ClassINET {
 		refuse(dns.RcodeRefused, "not the zone served here")
 		return
 	}

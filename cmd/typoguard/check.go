@@ -150,7 +150,10 @@ func printExportSize(w io.Writer, p *policy.Policy) {
 	}
 	fmt.Fprintf(w, "  export:        at most %d entries%s: an rpz record or a postfix line each, a hosts or plain line for at most half\n", n, widened)
 	if n > policy.DefaultMaxExportRecords {
-		fmt.Fprintf(w, "                 over the %d that export writes unless -max-records says more; the rpz zone is not served\n", policy.DefaultMaxExportRecords)
+		fmt.Fprintf(w, "                 over the %d that export writes unless -max-records says more\n", policy.DefaultMaxExportRecords)
+	}
+	if r := p.RPZ; r.Configured() && n > r.MaxRecords {
+		fmt.Fprintf(w, "                 over rpz.max_records (%d): the zone may not be served\n", r.MaxRecords)
 	}
 }
 

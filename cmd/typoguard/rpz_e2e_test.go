@@ -355,3 +355,27 @@ func TestE2ERPZBIND(t *testing.T) {
 		g.waitLog(t, "the refusal: "+c.why, func(l map[string]any) bool { return l["msg"] == "rpz request refused" && l["why"] == c.why })
 	}
 }
+
+// TestE2ERPZOverBound: a policy whose zone would pass rpz.max_records is
+// served all the same, without a zone: the log says why, queries are
+// answered by the policy, and a transfer is refused.
+func TestE2ERPZOverBound(t *testing.T) {
+	digPath(t)
+	upstream := rpzUpstream(t)
+	rpzPort := freePort(t)
+	g := startGuard(t, rpzPolicy(upstream, rpzPort, "  max_records: 100\n", "", ""))
+	g.waitLog(t, "why there is no zone", func(l map[string]any) bool {
+		msg, _ := l["msg"].(string)
+		return l["level"] == "ERROR" && strings.HasPrefix(msg, "rpz: the zone is not served or updated: export: over 100 records") && strings.Contains(msg, "lookalikes of army.mil")
+	})
+	if r := g.dig(t, "arny.mil", "A"); r.status != "NXDOMAIN" {
+		t.Errorf("arny.mil A from typoguard itself: %s, want NXDOMAIN", r.status)
+	}
+	out, _ := exec.Command(digPath(t), "@127.0.0.1", "-p", fmt.Sprint(rpzPort), "+time=2", "+tries=1", "rpz.typoguard.internal", "AXFR").CombinedOutput()
+	if strings.Contains(string(out), "CNAME") {
+		t.Errorf("AXFR without a zone was answered:\n%s", out)
+	}
+	g.waitLog(t, "the refusal", func(l map[string]any) bool {
+		return l["msg"] == "rpz request refused" && l["why"] == "no zone to serve: the log says why"
+	})
+}

@@ -59,7 +59,7 @@ func serve(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 	start := time.Now()
-	p, digest, zone, err := loadServing(*config)
+	p, digest, zone, zoneErr, err := loadServing(*config)
 	if err != nil {
 		printLoadError(stderr, err)
 		return 1
@@ -80,6 +80,9 @@ func serve(args []string, stderr io.Writer) int {
 	if !d.start(ctx, p, addrs, zone) {
 		return 1
 	}
+	if zoneErr != nil {
+		d.log.Error(zoneErr.Error())
+	}
 	logPolicy(d.log, p, d.srv.Upstreams(), loadTime)
 	// A big list leaves its file's bytes behind; give them back now.
 	debug.FreeOSMemory()
@@ -99,20 +102,23 @@ func serve(args []string, stderr io.Writer) int {
 // loadServing loads the policy file at path for serving and, when it has
 // an rpz section, the zone it serves (reading its lists a second time, to
 // keep their names, which the policy itself holds only as fingerprints).
-func loadServing(path string) (*policy.Policy, string, *resolver.RPZ, error) {
-	p, digest, err := loadPolicyDigest(path, policy.Options{SkipExpired: true})
+// A zone that cannot be made (over the export's bound) is no reason to
+// refuse the policy: zoneErr says why there is none, and the resolver
+// serves on while the secondaries keep the zone they have.
+func loadServing(path string) (p *policy.Policy, digest string, zone *resolver.RPZ, zoneErr, err error) {
+	p, digest, err = loadPolicyDigest(path, policy.Options{SkipExpired: true})
 	if err != nil || !p.RPZ.Configured() {
-		return p, digest, nil, err
+		return p, digest, nil, nil, err
 	}
-	x := policy.NewExporter(0)
+	x := policy.NewExporter(p.RPZ.MaxRecords)
 	if p, digest, err = loadPolicyDigest(path, policy.Options{SkipExpired: true, ListDomain: x.ListDomain}); err != nil {
-		return p, digest, nil, err
+		return p, digest, nil, nil, err
 	}
-	ex, err := x.Export(p, p.RPZ.WidenTypes)
-	if err != nil {
-		return nil, digest, nil, fmt.Errorf("rpz: %w", err)
+	ex, xerr := x.Export(p, p.RPZ.WidenTypes)
+	if xerr != nil {
+		return p, digest, nil, fmt.Errorf("rpz: the zone is not served or updated: %w", xerr), nil
 	}
-	return p, digest, resolver.NewRPZ(p.RPZ.Zone, 0, p, ex), nil
+	return p, digest, resolver.NewRPZ(p.RPZ.Zone, 0, p, ex), nil, nil
 }
 
 // start makes the daemon's metrics, resolver, explainer and RPZ server for
@@ -153,14 +159,16 @@ func (d *daemon) start(ctx context.Context, p *policy.Policy, addrs []string, zo
 		log.Error("cannot start the explainer", "err", err)
 		return false
 	}
-	if zone != nil {
+	if p.RPZ.Configured() {
 		d.rpz = resolver.NewRPZServer(log)
-		d.rpz.Update(zone, p.RPZ)
+		if zone != nil {
+			d.rpz.Update(zone, p.RPZ)
+		}
 		if err := d.rpz.Start(p.RPZ.Listen); err != nil {
 			log.Error("cannot serve the RPZ zone", "err", err)
 			return false
 		}
-		log.Info("rpz listening", "addr", d.rpz.Addr().String(), "zone", zone.Origin)
+		log.Info("rpz listening", "addr", d.rpz.Addr().String(), "zone", p.RPZ.Zone)
 	}
 	return true
 }
@@ -263,7 +271,7 @@ type daemon struct {
 // steps, or touched, makes no second reload and no repeated error log.
 func (d *daemon) reload(why string, onChange bool) {
 	old := d.srv.Policy()
-	p, digest, zone, err := loadServing(d.path)
+	p, digest, zone, zoneErr, err := loadServing(d.path)
 	if onChange && digest == d.lastDigest {
 		d.log.Info("policy files changed but read the same as at the last load; nothing to do", "trigger", why)
 		return
@@ -295,7 +303,10 @@ func (d *daemon) reload(why string, onChange bool) {
 	if !slices.Equal(old.Listen, p.Listen) || old.Metrics != p.Metrics || !slices.Equal(old.Explainer.Listen, p.Explainer.Listen) || old.RPZ.Listen != p.RPZ.Listen {
 		d.log.Warn("listen, metrics, explainer.listen and rpz.listen changes need a restart; they are not applied by a reload")
 	}
-	if d.rpz != nil && zone != nil {
+	switch {
+	case zoneErr != nil:
+		d.log.Error(zoneErr.Error())
+	case d.rpz != nil && zone != nil:
 		d.rpz.Update(zone, p.RPZ)
 	}
 	if d.explainer != nil && p.Explainer.Configured() {
