@@ -42,7 +42,7 @@ type Server struct {
 	// zero means DefaultTimeout. A sooner context deadline wins.
 	Timeout time.Duration
 
-	bufs sync.Pool // of *[]byte, dns.MaxMsgSize long: UDP read buffers
+	bufs sync.Pool // of *[]byte, muxReadSize long: UDP read buffers
 
 	// mux is made once, on first use; nil when Addr is no IP address
 	// and port, which muxErr then says.

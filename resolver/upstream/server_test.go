@@ -361,3 +361,36 @@ func TestServerCanceled(t *testing.T) {
 		t.Fatalf("Exchange error = %v, want %q", err, want)
 	}
 }
+
+// TestServerOversizedUDPReplies: a reply over the 1232 bytes a query
+// offers but within 4096 (a server that ignores the offer) is taken; one
+// larger than that comes in cut short and is dropped, and the exchange
+// ends with an error within its deadline rather than a wrong answer.
+func TestServerOversizedUDPReplies(t *testing.T) {
+	for _, c := range []struct {
+		records int
+		ok      bool
+	}{{20, true}, {60, false}} {
+		addr := resolvertest.NewRawServer(t, func(q *dns.Msg) [][]byte {
+			m := new(dns.Msg)
+			m.SetReply(q)
+			for i := range c.records {
+				m.Answer = append(m.Answer, resolvertest.RR(t, fmt.Sprintf(`big.test. 300 IN TXT "record %03d of a reply larger than the query offered, padded out"`, i)))
+			}
+			return [][]byte{pack(t, m)}
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		r, err := upstream.NewServer(addr).Exchange(ctx, query("big.test.", dns.TypeTXT))
+		cancel()
+		size := 0
+		if r != nil {
+			size = r.Len()
+		}
+		switch {
+		case c.ok && (err != nil || len(r.Answer) != c.records || size <= 1232):
+			t.Errorf("%d records: %v, %d bytes", c.records, err, size)
+		case !c.ok && err == nil:
+			t.Errorf("%d records: answered, %d bytes, %d records", c.records, size, len(r.Answer))
+		}
+	}
+}

@@ -31,12 +31,19 @@ const (
 	muxUses = 64
 	// muxIdle is how long a socket with nothing in flight stays open.
 	muxIdle = 5 * time.Second
+	// muxReadSize is a socket's read buffer: a reply may be as large as
+	// the 1232 bytes a query offers (RFC 6891 §6.2.5), and 4096, the size
+	// servers long defaulted to, holds one from a server that ignores
+	// that; a larger datagram comes in cut short, fails to unpack and is
+	// dropped, and the query is retried or answered SERVFAIL. Sixteen
+	// sockets a server, and more while retired ones drain, hold one each.
+	muxReadSize = 4096
 )
 
 // udpMux is the pool of UDP sockets of one Server.
 type udpMux struct {
 	addr *net.UDPAddr
-	bufs *sync.Pool // of *[]byte, dns.MaxMsgSize long: read buffers
+	bufs *sync.Pool // of *[]byte, muxReadSize long: read buffers
 
 	mu sync.Mutex // guards slots, rng and the fields of every muxConn
 	// slots hold the sockets taking new queries; nil: open one when
@@ -184,7 +191,7 @@ func (x *udpMux) abandon(c *muxConn, id uint16, call *muxCall) {
 func (x *udpMux) read(c *muxConn) {
 	bufp, _ := x.bufs.Get().(*[]byte)
 	if bufp == nil {
-		buf := make([]byte, dns.MaxMsgSize)
+		buf := make([]byte, muxReadSize)
 		bufp = &buf
 	}
 	defer x.bufs.Put(bufp)
