@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/typoguard/typoguard/policy"
+	"github.com/typoguard/typoguard/resolver"
 )
 
 // configFlag adds the -config flag to fs.
@@ -114,9 +115,9 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 		}
 	}
 	printLookalikeSummary(w, p)
-	upstreams := "the nameservers of /etc/resolv.conf"
-	if len(p.Upstreams) > 0 {
-		upstreams = strings.Join(p.Upstreams, ", ")
+	upstreams := strings.Join(p.Upstreams, ", ")
+	if len(p.Upstreams) == 0 {
+		upstreams = systemUpstreamsText()
 	}
 	fmt.Fprintf(w, "  upstreams:     %s (timeout %s)\n", upstreams, p.UpstreamTimeout)
 	fmt.Fprintf(w, "  listen:        %s\n", strings.Join(p.Listen, ", "))
@@ -135,6 +136,16 @@ func printSummary(w io.Writer, p *policy.Policy, now time.Time) {
 	for _, warn := range p.Warnings() {
 		fmt.Fprintln(w, warn.String())
 	}
+}
+
+// systemUpstreamsText names the upstreams a policy without upstreams
+// uses: the nameservers of /etc/resolv.conf, as serve reads them now.
+func systemUpstreamsText() string {
+	sys, err := resolver.SystemUpstreams("/etc/resolv.conf")
+	if err != nil {
+		return fmt.Sprintf("the nameservers of /etc/resolv.conf, which cannot be read (%v)", err)
+	}
+	return "the nameservers of /etc/resolv.conf: " + strings.Join(sys, ", ")
 }
 
 // printExportSize says how large typoguard export, and the rpz zone, of p

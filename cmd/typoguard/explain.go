@@ -76,9 +76,9 @@ func printExplanation(w io.Writer, p *policy.Policy, client netip.Addr, qtype ui
 		fmt.Fprintln(w, "rule:     none applies")
 	}
 	pl := e.Plan
-	upstreams := "the nameservers of /etc/resolv.conf"
-	if len(pl.Upstreams) > 0 {
-		upstreams = strings.Join(pl.Upstreams, ", ")
+	upstreams := strings.Join(pl.Upstreams, ", ")
+	if len(pl.Upstreams) == 0 {
+		upstreams = systemUpstreamsText()
 	}
 	switch {
 	case e.Answered && e.Reason == resolver.ReasonBlocked:
