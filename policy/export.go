@@ -28,16 +28,6 @@ type ExportEntry struct {
 	out    bool   // from a rule the export leaves out: it decides the name, with no entry
 }
 
-// Decision is the decision the entry stands for, as Decide would give it
-// for Name.
-func (e ExportEntry) Decision() Decision {
-	d := Decision{Action: e.Action, Mode: e.Rule.Mode, Rule: e.Rule, Domain: e.Name}
-	if e.Lookalike != nil {
-		d.Lookalike = *e.Lookalike
-	}
-	return d
-}
-
 // ExportLeftOut is a rule, or lookalike protection of one domain, whose
 // decisions an export cannot express, and how many entries it would have
 // had.

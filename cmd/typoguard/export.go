@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func export(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: typoguard export -config FILE -format "+strings.Join(exportFormats, "|")+" [-o FILE] [-zone NAME] [-widen-types] [-max-records N]")
 		return 2
 	}
-	if !contains(exportFormats, *f.format) {
+	if !slices.Contains(exportFormats, *f.format) {
 		fmt.Fprintf(stderr, "typoguard export: unknown -format %q (want %s)\n", *f.format, strings.Join(exportFormats, ", "))
 		return 2
 	}
@@ -72,15 +73,6 @@ func export(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // exportOptions are what makeExport needs besides the policy file.
