@@ -4,6 +4,7 @@ package cache
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"math"
 	"strings"
 	"sync"
@@ -151,15 +152,23 @@ type Cache struct {
 	now    func() time.Time
 	shards []shard // none when cfg.Size holds nothing
 	count  *Counters
+	// seed keys the hash of each Key: a random one, so that no client can
+	// choose names whose hashes collide.
+	seed maphash.Seed
 }
 
 // shard is one part of the cache, with its own lock, so that a Set waits
 // only for the lookups of its own shard.
 type shard struct {
 	lock laneLock // guards entries
-	// entries is only read under a lane's read lock: Peek and Len change
+	// entries maps the hash of a key to the entry stored under it, which
+	// holds the key itself: a lookup whose key is not the entry's misses.
+	// Eight-byte keys keep the LRU's map small, without pointers for the
+	// GC to scan, and its growth under the churn of evictions (a Go map's
+	// table grows through deleted slots before it settles) small with it.
+	// It is only read under a lane's read lock: Peek and Len change
 	// nothing.
-	entries *simplelru.LRU[Key, *entry]
+	entries *simplelru.LRU[uint64, *entry]
 }
 
 // laneLock is a reader-writer lock whose readers lock a lane of their own:
@@ -200,6 +209,7 @@ const (
 // form, and unpacks it only for a full message. Nothing of it changes once
 // stored, so many readers may read it at once.
 type entry struct {
+	key    Key // its name canonical
 	stored time.Time
 	ttl    time.Duration // whole seconds
 	// wire is the reply packed, and ttls the offset in it of every
@@ -262,7 +272,7 @@ func New(cfg Config, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	c := &Cache{cfg: cfg, now: now, count: cfg.Counters}
+	c := &Cache{cfg: cfg, now: now, count: cfg.Counters, seed: maphash.MakeSeed()}
 	if c.count == nil {
 		c.count = new(Counters)
 	}
@@ -274,23 +284,18 @@ func New(cfg Config, now func() time.Time) *Cache {
 		c.shards = make([]shard, n)
 		for i := range c.shards {
 			// NewLRU fails only for a size below one.
-			c.shards[i].entries, _ = simplelru.NewLRU[Key, *entry]((cfg.Size+n-1)/n, nil)
+			c.shards[i].entries, _ = simplelru.NewLRU[uint64, *entry]((cfg.Size+n-1)/n, nil)
 		}
 	}
 	return c
 }
 
-// shardOf returns the shard of k, whose name is canonical.
-func (c *Cache) shardOf(k Key) *shard {
-	if len(c.shards) == 1 {
-		return &c.shards[0]
-	}
-	h := uint32(2166136261)
-	for i := 0; i < len(k.Name); i++ {
-		h = (h ^ uint32(k.Name[i])) * 16777619
-	}
-	h = (h ^ uint32(k.Type)) * 16777619
-	return &c.shards[h%uint32(len(c.shards))]
+// locate returns k with its name canonical, the hash it is stored under
+// and its shard.
+func (c *Cache) locate(k Key) (Key, uint64, *shard) {
+	k.Name = canonical(k.Name)
+	h := maphash.Comparable(c.seed, k)
+	return k, h, &c.shards[h%uint64(len(c.shards))]
 }
 
 // Get returns a copy of the reply stored under k, its record TTLs reduced by
@@ -343,19 +348,18 @@ func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 	if c.shards == nil {
 		return Hit{}, false
 	}
-	k.Name = canonical(k.Name)
-	sh := c.shardOf(k)
+	k, h, sh := c.locate(k)
 	sh.lock.rlock(lane)
-	e, ok := sh.entries.Peek(k)
+	e, ok := sh.entries.Peek(h)
 	sh.lock.runlock(lane)
-	if !ok {
+	if !ok || e.key != k {
 		return Hit{}, false
 	}
 	now := c.now()
 	if t := now.UnixNano(); t-e.touched.Load() >= int64(touchEvery) {
 		e.touched.Store(t)
 		sh.lock.lock()
-		sh.entries.Get(k)
+		sh.entries.Get(h)
 		sh.lock.unlock()
 	}
 	age := max(now.Sub(e.stored), 0)
@@ -363,8 +367,8 @@ func (c *Cache) lookup(k Key, lane int) (Hit, bool) {
 		if age >= e.ttl+c.cfg.ServeStale {
 			// Another Set may have replaced e since the Peek; keep that one.
 			sh.lock.lock()
-			if cur, ok := sh.entries.Peek(k); ok && cur == e {
-				sh.entries.Remove(k)
+			if cur, ok := sh.entries.Peek(h); ok && cur == e {
+				sh.entries.Remove(h)
 			}
 			sh.lock.unlock()
 		}
@@ -426,7 +430,8 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 			h.Ttl = setTTL(wireTTL(h.Ttl))
 		}
 	}
-	e := &entry{stored: c.now(), ttl: ttl, rcode: stored.Rcode}
+	k, h, sh := c.locate(k)
+	e := &entry{key: k, stored: c.now(), ttl: ttl, rcode: stored.Rcode}
 	if e.wire, e.ttls, e.qEnd = packWire(stored); e.wire == nil {
 		e.msg = stored
 	}
@@ -435,10 +440,9 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 			e.leads = append(e.leads, rr)
 		}
 	}
-	k.Name = canonical(k.Name)
-	sh := c.shardOf(k)
 	sh.lock.lock()
-	evicted := sh.entries.Add(k, e)
+	// A key of the same hash, another's or k's, is replaced.
+	evicted := sh.entries.Add(h, e)
 	sh.lock.unlock()
 	if evicted {
 		c.count.stripes[0].evictions.Add(1)
@@ -452,12 +456,11 @@ func (c *Cache) Stale(k Key, ttl uint32) (*dns.Msg, bool) {
 	if c.shards == nil || c.cfg.ServeStale <= 0 {
 		return nil, false
 	}
-	k.Name = canonical(k.Name)
-	sh := c.shardOf(k)
+	k, h, sh := c.locate(k)
 	sh.lock.rlock(0)
-	e, ok := sh.entries.Peek(k)
+	e, ok := sh.entries.Peek(h)
 	sh.lock.runlock(0)
-	if !ok || e.rcode == dns.RcodeServerFailure {
+	if !ok || e.key != k || e.rcode == dns.RcodeServerFailure {
 		return nil, false
 	}
 	if age := max(c.now().Sub(e.stored), 0); age < e.ttl || age >= e.ttl+c.cfg.ServeStale {
