@@ -25,12 +25,22 @@ func (a auditLog) Enabled() bool { return a.l.level.Level() <= levelInfo }
 
 // Audit implements resolver.Auditor.
 func (a auditLog) Audit(line resolver.AuditLine) {
+	json := a.l.json.Load()
+	fx := a.l.fixed.Load()
+	if !fx.fits(json, line) {
+		fx = renderFixed(json, line)
+		a.l.fixed.Store(fx)
+	}
 	bufp, _ := a.l.lineBufs.Get().(*[]byte)
 	if bufp == nil {
 		buf := make([]byte, 0, 512)
 		bufp = &buf
 	}
-	*bufp = appendAuditLine((*bufp)[:0], time.Now(), a.l.json.Load(), line)
+	t := line.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	*bufp = appendAuditWith((*bufp)[:0], t, fx, line)
 	a.l.out.Write(*bufp)
 	a.l.lineBufs.Put(bufp)
 }
@@ -41,26 +51,63 @@ const levelInfo = 0
 // appendAuditLine appends the audit line a, logged at t, as slog's JSON or
 // text handler writes it, newline included.
 func appendAuditLine(b []byte, t time.Time, json bool, a resolver.AuditLine) []byte {
-	f := auditFormat{b: b, json: json}
+	return appendAuditWith(b, t, renderFixed(json, a), a)
+}
+
+// auditFixed is what the lines of one rule share, rendered once: the
+// format, the verdict, rule, action and mode, and the bytes they make.
+type auditFixed struct {
+	json                        bool
+	verdict, rule, action, mode string
+	// head follows the time: level, message and the client's key; mid
+	// follows the type: rule, action, mode and the cached key.
+	head, mid []byte
+}
+
+// renderFixed renders the parts of a's line that its rule's lines share.
+func renderFixed(json bool, a resolver.AuditLine) *auditFixed {
+	fx := &auditFixed{json: json, verdict: a.Verdict, rule: a.Rule, action: a.Action, mode: a.Mode}
+	f := auditFormat{json: json}
 	if json {
-		f.b = append(f.b, `{"time":"`...)
-		f.b = appendStamp(f.b, t, false)
 		f.b = append(f.b, `","level":"INFO","msg":`...)
-		f.value(a.Verdict)
 	} else {
-		f.b = append(f.b, "time="...)
-		f.b = appendStamp(f.b, t, true)
 		f.b = append(f.b, " level=INFO msg="...)
-		f.value(a.Verdict)
 	}
-	var client [64]byte
-	f.field("client", string(a.Client.AppendTo(client[:0])))
-	f.field("name", a.Name)
-	f.field("type", a.Type)
+	f.value(a.Verdict)
+	f.key("client")
+	fx.head = f.b
+	f = auditFormat{json: json}
 	f.field("rule", a.Rule)
 	f.field("action", a.Action)
 	f.field("mode", a.Mode)
 	f.key("cached")
+	fx.mid = f.b
+	return fx
+}
+
+// fits reports whether fx renders a's shared parts in the format json.
+func (fx *auditFixed) fits(json bool, a resolver.AuditLine) bool {
+	return fx != nil && fx.json == json && fx.verdict == a.Verdict && fx.rule == a.Rule &&
+		fx.action == a.Action && fx.mode == a.Mode
+}
+
+// appendAuditWith appends the audit line a, logged at t, whose shared
+// parts fx renders.
+func appendAuditWith(b []byte, t time.Time, fx *auditFixed, a resolver.AuditLine) []byte {
+	f := auditFormat{b: b, json: fx.json}
+	if fx.json {
+		f.b = append(f.b, `{"time":"`...)
+		f.b = appendStamp(f.b, t, false)
+	} else {
+		f.b = append(f.b, "time="...)
+		f.b = appendStamp(f.b, t, true)
+	}
+	f.b = append(f.b, fx.head...)
+	var client [64]byte
+	f.value(string(a.Client.AppendTo(client[:0])))
+	f.field("name", a.Name)
+	f.field("type", a.Type)
+	f.b = append(f.b, fx.mid...)
 	f.b = strconv.AppendBool(f.b, a.Cached)
 	if a.LooksLike != "" {
 		f.field("looks_like", a.LooksLike)
@@ -69,7 +116,7 @@ func appendAuditLine(b []byte, t time.Time, json bool, a resolver.AuditLine) []b
 	if a.Via != "" {
 		f.field("via", a.Via)
 	}
-	if json {
+	if fx.json {
 		f.b = append(f.b, '}')
 	}
 	return append(f.b, '\n')
@@ -231,19 +278,30 @@ func appendStamp(b []byte, t time.Time, millis bool) []byte {
 	}
 	b = append(b, st.date...)
 	ns := t.Nanosecond()
-	digits := 3
+	if !millis && ns == 0 {
+		return append(b, st.zone...)
+	}
+	// The nine digits of the nanoseconds, two at a time.
+	var d [9]byte
+	v := ns
+	for i := 7; i > 0; i -= 2 {
+		d[i], d[i+1] = twoDigits[v%100*2], twoDigits[v%100*2+1]
+		v /= 100
+	}
+	d[0] = byte('0' + v)
+	n := 3
 	if !millis {
-		if ns == 0 {
-			return append(b, st.zone...)
-		}
-		digits = 9
-		for v := ns; v%10 == 0; v /= 10 {
-			digits--
+		n = 9
+		for d[n-1] == '0' {
+			n--
 		}
 	}
 	b = append(b, '.')
-	for i, div := 0, 100_000_000; i < digits; i, div = i+1, div/10 {
-		b = append(b, byte('0'+ns/div%10))
-	}
+	b = append(b, d[:n]...)
 	return append(b, st.zone...)
 }
+
+// twoDigits holds 00 to 99, each number's two digits at twice its value.
+const twoDigits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"

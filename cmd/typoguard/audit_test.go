@@ -5,9 +5,11 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/typoguard/typoguard/policy"
 	"github.com/typoguard/typoguard/resolver"
 )
 
@@ -58,6 +60,9 @@ func TestAuditLineIsSlogs(t *testing.T) {
 		time.Date(2026, 12, 1, 22, 41, 12, 95185964, time.UTC),
 		time.Date(2026, 12, 1, 22, 41, 12, 0, time.UTC),
 		time.Date(2026, 12, 1, 22, 41, 12, 100000000, time.FixedZone("CET", 3600)),
+		time.Date(2026, 12, 1, 22, 41, 12, 5, time.UTC),
+		time.Date(2026, 12, 1, 22, 41, 12, 999999999, time.UTC),
+		time.Date(2026, 12, 1, 22, 41, 12, 120400, time.UTC),
 	}
 	for name, edit := range cases {
 		for _, json := range []bool{true, false} {
@@ -73,6 +78,43 @@ func TestAuditLineIsSlogs(t *testing.T) {
 	}
 }
 
+// Lines of different rules, verdicts and formats, one after another, each
+// get their own shared parts: what Audit keeps from the last line is used
+// only for a line it fits.
+func TestAuditSharedPartsFollowTheLine(t *testing.T) {
+	var out bytes.Buffer
+	l := newLogSwitch(&out, policy.LogSettings{Format: "json", Level: "info"})
+	a := resolver.AuditLine{Verdict: "blocked", Client: netip.MustParseAddr("127.0.0.1"), Name: "army.ml.", Type: "MX",
+		Rule: "mali-is-not-mil", Action: "nxdomain", Mode: "enforce"}
+	b := a
+	b.Verdict, b.Rule, b.Action, b.Mode = "would block", "watch", "null_mx", "monitor"
+	c := a
+	c.Action = "refuse"
+	lines := []resolver.AuditLine{a, a, b, c, a}
+	json := []bool{true, true, true, true, false}
+	for i, line := range lines {
+		if i == len(lines)-1 {
+			l.set(policy.LogSettings{Format: "text", Level: "info"})
+		}
+		auditLog{l}.Audit(line)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.SplitAfter(out.String(), "\n")
+	if len(got) != len(lines)+1 || got[len(lines)] != "" {
+		t.Fatalf("%d lines written, want %d:\n%s", len(got)-1, len(lines), out.String())
+	}
+	// The time is Audit's own: compare what follows it.
+	rest := func(s string) string { return s[strings.Index(s, "level"):] }
+	for i, line := range lines {
+		want := slogAuditLine(time.Now(), json[i], line)
+		if rest(got[i]) != rest(want) {
+			t.Errorf("line %d:\n got %q\nwant %q", i, got[i], want)
+		}
+	}
+}
+
 // BenchmarkAuditFormat is the cost of formatting one audit line, ours and
 // slog's.
 func BenchmarkAuditFormat(b *testing.B) {
@@ -82,8 +124,9 @@ func BenchmarkAuditFormat(b *testing.B) {
 	b.Run("typoguard", func(b *testing.B) {
 		b.ReportAllocs()
 		buf := make([]byte, 0, 512)
+		fx := renderFixed(true, a) // as Audit keeps it from line to line
 		for b.Loop() {
-			buf = appendAuditLine(buf[:0], now, true, a)
+			buf = appendAuditWith(buf[:0], now, fx, a)
 		}
 	})
 	b.Run("slog", func(b *testing.B) {

@@ -25,6 +25,8 @@ type logSwitch struct {
 	cur   atomic.Pointer[slog.Handler]
 	// lineBufs holds *[]byte buffers that audit lines are formatted in.
 	lineBufs sync.Pool
+	// fixed is the rendering of the last audit line's shared parts.
+	fixed atomic.Pointer[auditFixed]
 }
 
 func newLogSwitch(w io.Writer, s policy.LogSettings) *logSwitch {
