@@ -37,6 +37,9 @@ type wireQuery struct {
 	// lane is the reading loop's own lane of the cache (below cache.Lanes),
 	// so that loops on different cores share no lock or counter.
 	lane int
+	// now is when the batch that held the query was read, in Unix
+	// nanoseconds; 0 when no loop read it.
+	now int64
 }
 
 // parseWireQuery reads a query of one question and at most an OPT record,
@@ -257,7 +260,7 @@ func (s *Server) fastBlocked(p *policy.Policy, pl *Plan, client netip.Addr, pkt,
 	if len(out) > q.size || len(out) > cap(buf) {
 		return nil, false
 	}
-	s.audit(q.lane, pl, client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
+	s.audit(q.lane, q.now, pl, client, dns.Question{Name: s.spelledName(q), Qtype: q.qtype, Qclass: q.qclass}, d, "", false)
 	s.obs.Query(q.lane, q.qtype, int(rcode), ReasonBlocked)
 	return out, true
 }

@@ -457,3 +457,36 @@ func laneQuery(lanes *atomic.Int64) *wireQuery {
 	}{q: wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256), lane: int(lanes.Add(1)-1) % cache.Lanes}}
 	return &l.q
 }
+
+// lineKeeper is an Auditor that keeps every line it is given.
+type lineKeeper struct{ lines []AuditLine }
+
+func (k *lineKeeper) Enabled() bool     { return true }
+func (k *lineKeeper) Audit(l AuditLine) { k.lines = append(k.lines, l) }
+
+// A blocked query's audit line carries the time its batch was read, and a
+// query no loop read leaves the time to the Auditor.
+func TestFastBlockedAuditTime(t *testing.T) {
+	s := newTestServer(t, fastPolicy, &fakeUpstream{exchange: answerFrom(t, fastZone...)})
+	k := &lineKeeper{}
+	s.auditor = k
+	pkt, _ := query("x.nodata.test.", dns.TypeMX, false).Pack()
+	buf := make([]byte, 0, maxUDPReply)
+	q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256)}
+	read := time.Date(2026, 12, 2, 15, 4, 5, 123456789, time.UTC)
+	for _, now := range []int64{read.UnixNano(), 0} {
+		q.now = now
+		if _, ok := s.fastAnswer(s.state.Load(), localhost, pkt, buf, &q); !ok {
+			t.Fatal("not answered by the fast path")
+		}
+	}
+	if len(k.lines) != 2 {
+		t.Fatalf("%d audit lines, want 2", len(k.lines))
+	}
+	if got := k.lines[0].Time; !got.Equal(read) {
+		t.Errorf("line of a query read at %s has time %s", read, got)
+	}
+	if got := k.lines[1].Time; !got.IsZero() {
+		t.Errorf("line of a query with no read time has time %s, want none", got)
+	}
+}

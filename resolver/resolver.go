@@ -382,7 +382,7 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 	d := res.Decision
 	pl := snap.plans.of(d)
 	if answered {
-		s.audit(0, pl, client, q, d, "", false)
+		s.audit(0, 0, pl, client, q, d, "", false)
 		return res, true
 	}
 	var reply *dns.Msg
@@ -398,7 +398,7 @@ func (s *Server) resolveLocal(snap *snapshot, client netip.Addr, req *dns.Msg) (
 		}
 		return Result{Decision: d}, false
 	}
-	s.audit(0, pl, client, q, d, "", false)
+	s.audit(0, 0, pl, client, q, d, "", false)
 	if reply.Rcode == dns.RcodeServerFailure {
 		return Result{Msg: reply, EDE: failureEDE(reply), Reason: ReasonCached, Decision: d}, true
 	}
@@ -437,7 +437,7 @@ func overShare(req *dns.Msg, pl *Plan) Result {
 // its plan's route (route.acquire).
 func (s *Server) resolveUpstream(ctx context.Context, snap *snapshot, client netip.Addr, req *dns.Msg, d policy.Decision) Result {
 	pl := snap.plans.of(d)
-	s.audit(0, pl, client, req.Question[0], d, "", false)
+	s.audit(0, 0, pl, client, req.Question[0], d, "", false)
 	reply := s.exchange(ctx, snap, pl, req)
 	if reply.Rcode == dns.RcodeServerFailure {
 		return Result{Msg: reply, EDE: failureEDE(reply), Reason: ReasonFailed, Decision: d}
@@ -455,7 +455,7 @@ func (s *Server) inspected(snap *snapshot, client netip.Addr, req *dns.Msg, d po
 	q := req.Question[0]
 	if bd, via, found := inspect(snap.policy, client, q, reply.Answer); found {
 		pl := snap.plans.of(bd)
-		s.audit(0, pl, client, q, bd, via, reason == ReasonCached)
+		s.audit(0, 0, pl, client, q, bd, via, reason == ReasonCached)
 		if pl.Kind == PlanSynthesize {
 			// The answer replaces the query name's own, so its SOA is the
 			// query name's; the decision keeps the name it matched.
@@ -677,6 +677,9 @@ type AuditLine struct {
 	LooksLike string // the protected domain, for a lookalike; else ""
 	Kind      string // how it looks like it, for a lookalike; else ""
 	Via       string // the record that led into the blocked name; else ""
+	// Time is when the query was read; the zero Time stands for the
+	// moment the line is written.
+	Time time.Time
 }
 
 // Auditor writes the audit log. Its methods are called on the query path,
@@ -713,12 +716,19 @@ func (a slogAuditor) Audit(l AuditLine) {
 	if l.Via != "" {
 		as = append(as, slog.String("via", l.Via))
 	}
-	a.log.LogAttrs(context.Background(), slog.LevelInfo, l.Verdict, as...)
+	if l.Time.IsZero() {
+		a.log.LogAttrs(context.Background(), slog.LevelInfo, l.Verdict, as...)
+		return
+	}
+	r := slog.NewRecord(l.Time, slog.LevelInfo, l.Verdict, 0)
+	r.AddAttrs(as...)
+	a.log.Handler().Handle(context.Background(), r)
 }
 
 // audit logs the query q from client when its plan pl says so: a block or
-// a would-block, decided by d; lane is the serving loop's.
-func (s *Server) audit(lane int, pl *Plan, client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
+// a would-block, decided by d; lane is the serving loop's, and at when it
+// read the query in Unix nanoseconds (0: now).
+func (s *Server) audit(lane int, at int64, pl *Plan, client netip.Addr, q dns.Question, d policy.Decision, via string, cached bool) {
 	if pl.Verdict == "" {
 		return
 	}
@@ -742,6 +752,9 @@ func (s *Server) audit(lane int, pl *Plan, client netip.Addr, q dns.Question, d 
 	}
 	if l.Type == "" {
 		l.Type = policy.TypeString(q.Qtype)
+	}
+	if at != 0 {
+		l.Time = time.Unix(0, at)
 	}
 	s.auditor.Audit(l)
 }

@@ -183,6 +183,7 @@ func (l *udpLoop) run() error {
 			return os.NewSyscallError("recvmmsg", l.errno)
 		}
 		l.now = time.Now().UnixNano() // one reading of the clock a batch
+		l.q.now = l.now
 		k := 0
 		for i := range l.n {
 			if l.serve(i, k) {
