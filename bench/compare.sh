@@ -21,7 +21,8 @@ on 127.0.0.1, and prints a table of both.
                 servers taking turns to go first (default 3)
   -w WORKLOADS  comma list of hit, blocked, miss, big (default all four)
                   hit      1,000 names of the zone, cached before the run
-                  blocked  random names under ml, half MX, half A: NXDOMAIN
+                  blocked  random names under ml, half MX, half A: NXDOMAIN;
+                           typoguard also with its audit log off (no audit)
                   miss     names never asked before: every query forwarded
                   big      start time, memory and hit QPS with a list of
                            DOMAINS blocked names loaded, and without it
@@ -352,22 +353,23 @@ write_nsd_conf() {
 	nsd_conf "$tmp/nsd" "$nsd_port" bench.test "$threads" >"$tmp/nsd/nsd.conf"
 }
 
-# write_policies: one policy without the list and one with it, each in its
-# own directory (typoguard watches its policy's directory).
+# write_policies: one policy without the list, the same with the audit log
+# off (quiet), and one with the list, each in its own directory (typoguard
+# watches its policy's directory).
 write_policies() {
 	local cache=$((miss_names + 10000)) d
-	for d in plain big; do
+	for d in plain quiet big; do
 		{
 			cat <<EOF
 version: 1
 listen: ["127.0.0.1:$tg_port"]
 upstreams: ["127.0.0.1:$nsd_port"]
 cache: {size: $cache}
-log: {format: json, level: info}
+log: {format: json, level: $([[ $d == quiet ]] && echo warn || echo info)}
 rules:
   - {name: mali-is-not-mil, domains: [ml], types: [MX, A, AAAA, ANY], action: nxdomain}
 EOF
-			[[ $d == plain ]] || echo "  - {name: feed, domains_from: [big.txt], action: nxdomain}"
+			[[ $d != big ]] || echo "  - {name: feed, domains_from: [big.txt], action: nxdomain}"
 		} >"$tmp/tg/$d/policy.yaml"
 	done
 }
@@ -483,7 +485,7 @@ start_nsd() {
 # or big config; sets srv_pid, srv_port and start_ms (start to first answer).
 start_server() {
 	local server=$1 variant=$2 log=$3 t0 limit=30
-	[[ $variant == plain ]] || limit=600
+	[[ $variant != big ]] || limit=600
 	t0=$(now_us)
 	case $server in
 	typoguard)
@@ -607,6 +609,12 @@ run_workload() {
 		if [[ $workload == blocked && $server == typoguard ]]; then
 			audit=$(grep -c '"msg":"blocked"' "$log" || true)
 			echo "                    typoguard audit log: $audit lines"
+			((keep)) || rm -f "$log"
+			# The same load with the audit log off: what the log costs.
+			log="$tmp/logs/blocked-quiet-$server-r$round.log"
+			start_server "$server" quiet "$log"
+			measure blocked-quiet "$server" "$round" "$tmp/q/blocked.txt" NXDOMAIN
+			stop_pid "$srv_pid"
 		fi
 		((keep)) || rm -f "$log"
 		;;
@@ -664,6 +672,7 @@ summary() {
 		function label(w) {
 			if (w == "big-plain") return "hit, no list"
 			if (w == "big-big") return "hit, " big_n " list"
+			if (w == "blocked-quiet") return "blocked, no audit"
 			return w
 		}
 		{
@@ -724,7 +733,7 @@ main() {
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	mkdir -p "$tmp/nsd" "$tmp/ub" "$tmp/tg/plain" "$tmp/tg/big" "$tmp/q" "$tmp/logs"
+	mkdir -p "$tmp/nsd" "$tmp/ub" "$tmp/tg/plain" "$tmp/tg/quiet" "$tmp/tg/big" "$tmp/q" "$tmp/logs"
 	ensure_tools
 	warn_foreign
 	clk_tck=$(getconf CLK_TCK)
