@@ -94,7 +94,6 @@ type udpLoop struct {
 	sendTo     int // the header after the last
 	n          int
 	errno      syscall.Errno
-	now        int64 // when the batch was read, in Unix nanoseconds
 	// The loop writes its fields at every query: padding keeps another
 	// loop, allocated next to it, off its first and last cache lines.
 	_ [64]byte
@@ -182,8 +181,7 @@ func (l *udpLoop) run() error {
 			}
 			return os.NewSyscallError("recvmmsg", l.errno)
 		}
-		l.now = time.Now().UnixNano() // one reading of the clock a batch
-		l.q.now = l.now
+		l.q.now = time.Now().UnixNano() // one reading of the clock a batch
 		k := 0
 		for i := range l.n {
 			if l.serve(i, k) {
@@ -237,7 +235,7 @@ func (l *udpLoop) serve(i, k int) bool {
 		oob = l.inOOB[i][:in.Hdr.Controllen]
 	}
 	snap := l.s.state.Load()
-	if snap.rate != nil && !snap.rate.allow(client, l.now) {
+	if snap.rate != nil && !snap.rate.allow(client, l.q.now) {
 		// Over its rate: a bare truncated reply, which a real client
 		// retries over TCP and which gives a spoofed victim nothing.
 		l.s.rateLimited.Add(1)
