@@ -48,12 +48,6 @@ func (a auditLog) Audit(line resolver.AuditLine) {
 // levelInfo is slog.LevelInfo, the audit lines' level.
 const levelInfo = 0
 
-// appendAuditLine appends the audit line a, logged at t, as slog's JSON or
-// text handler writes it, newline included.
-func appendAuditLine(b []byte, t time.Time, json bool, a resolver.AuditLine) []byte {
-	return appendAuditWith(b, t, renderFixed(json, a), a)
-}
-
 // auditFixed is what the lines of one rule share, rendered once: the
 // format, the verdict, rule, action and mode, and the bytes they make.
 type auditFixed struct {
@@ -91,8 +85,8 @@ func (fx *auditFixed) fits(json bool, a resolver.AuditLine) bool {
 		fx.action == a.Action && fx.mode == a.Mode
 }
 
-// appendAuditWith appends the audit line a, logged at t, whose shared
-// parts fx renders.
+// appendAuditWith appends the audit line a, logged at t, as slog's JSON or
+// text handler writes it, newline included; fx renders its shared parts.
 func appendAuditWith(b []byte, t time.Time, fx *auditFixed, a resolver.AuditLine) []byte {
 	f := auditFormat{b: b, json: fx.json}
 	if fx.json {

@@ -35,6 +35,12 @@ func slogAuditLine(t time.Time, json bool, a resolver.AuditLine) string {
 	return buf.String()
 }
 
+// appendAuditLine appends the audit line a, logged at t, as Audit formats
+// it, with its shared parts rendered for it alone.
+func appendAuditLine(b []byte, t time.Time, json bool, a resolver.AuditLine) []byte {
+	return appendAuditWith(b, t, renderFixed(json, a), a)
+}
+
 func TestAuditLineIsSlogs(t *testing.T) {
 	base := resolver.AuditLine{Verdict: "blocked", Client: netip.MustParseAddr("127.0.0.1"), Name: "army.ml.", Type: "MX",
 		Rule: "mali-is-not-mil", Action: "nxdomain", Mode: "enforce"}
