@@ -31,18 +31,11 @@ func (a auditLog) Audit(line resolver.AuditLine) {
 		fx = renderFixed(json, line)
 		a.l.fixed.Store(fx)
 	}
-	bufp, _ := a.l.lineBufs.Get().(*[]byte)
-	if bufp == nil {
-		buf := make([]byte, 0, 512)
-		bufp = &buf
-	}
 	t := line.Time
 	if t.IsZero() {
 		t = time.Now()
 	}
-	*bufp = appendAuditWith((*bufp)[:0], t, fx, line)
-	a.l.out.Write(*bufp)
-	a.l.lineBufs.Put(bufp)
+	a.l.out.writeWith(func(b []byte) []byte { return appendAuditWith(b, t, fx, line) })
 }
 
 // levelInfo is slog.LevelInfo, the audit lines' level.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +22,6 @@ type logSwitch struct {
 	level slog.LevelVar
 	json  atomic.Bool // the format in force is JSON, not text
 	cur   atomic.Pointer[slog.Handler]
-	// lineBufs holds *[]byte buffers that audit lines are formatted in.
-	lineBufs sync.Pool
 	// fixed is the rendering of the last audit line's shared parts.
 	fixed atomic.Pointer[auditFixed]
 }

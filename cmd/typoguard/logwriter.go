@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -87,21 +86,30 @@ func newLogWriter(dst io.Writer, report func(buf []byte, dropped uint64) []byte,
 // error, whether the line was queued or dropped. It does not keep p. After
 // Close it writes p straight to the destination.
 func (w *logWriter) Write(p []byte) (int, error) {
+	w.writeWith(func(b []byte) []byte { return append(b, p...) })
+	return len(p), nil
+}
+
+// writeWith queues the one whole line that add appends to the buffer it is
+// given, as Write does, but without a copy: add appends straight to what is
+// pending, under w.mu, so it must be quick and must not log. After Close it
+// writes the line straight to the destination.
+func (w *logWriter) writeWith(add func([]byte) []byte) {
 	w.mu.Lock()
 	if w.closed {
 		defer w.mu.Unlock()
-		// A copy, so that p does not escape and a caller's buffer can
-		// live on its stack.
-		return w.dst.Write(bytes.Clone(p))
+		w.dst.Write(add(nil))
+		return
 	}
-	if len(w.pending)+len(p) > w.limits.pendingBytes {
+	before := len(w.pending)
+	w.pending = add(w.pending)
+	if len(w.pending) > w.limits.pendingBytes {
+		w.pending = w.pending[:before]
 		w.dropped++
 		w.droppedTotal.Add(1)
 		w.mu.Unlock()
-		return len(p), nil
+		return
 	}
-	before := len(w.pending)
-	w.pending = append(w.pending, p...)
 	// Signal the first line of a batch, and the line that makes it large;
 	// the lines in between need no signal.
 	signal := before == 0 || before < w.limits.batchBytes && len(w.pending) >= w.limits.batchBytes
@@ -112,7 +120,6 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		default: // a signal is already waiting
 		}
 	}
-	return len(p), nil
 }
 
 // Dropped returns how many lines were dropped since the start.
