@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -488,5 +489,44 @@ func TestFastBlockedAuditTime(t *testing.T) {
 	}
 	if got := k.lines[1].Time; !got.IsZero() {
 		t.Errorf("line of a query with no read time has time %s, want none", got)
+	}
+}
+
+// BenchmarkMiss is a query for a name never asked before, as the UDP loop
+// and a miss worker answer it: the fast path declines it, the full path
+// forwards it, caches the reply and packs the answer. The upstream is an
+// in-process fake, so what is measured is typoguard's own work.
+func BenchmarkMiss(b *testing.B) {
+	up := &fakeUpstream{exchange: func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.RecursionAvailable = true
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(198, 51, 100, 1)}}
+		return m, nil
+	}}
+	s := newTestServer(b, testPolicy, up)
+	s.state.Load().cache = cache.New(cache.Config{Size: 100000, MaxTTL: time.Hour, MaxNegativeTTL: time.Hour}, s.now)
+	pkt, _ := query("h00000000.example.com.", dns.TypeA, true).Pack()
+	digits := bytes.Index(pkt, []byte("00000000"))
+	buf := make([]byte, 0, maxUDPReply)
+	q := wireQuery{name: make([]byte, 0, 256), spelled: make([]byte, 0, 256)}
+	snap := s.state.Load()
+	b.ReportAllocs()
+	var n uint32
+	for b.Loop() {
+		n++
+		for i := range 8 {
+			pkt[digits+i] = "0123456789abcdef"[n>>(28-4*i)&0xF]
+		}
+		if _, ok := s.fastAnswer(snap, localhost, pkt, buf, &q); ok {
+			b.Fatal("a miss answered by the fast path")
+		}
+		_, p := s.answerUDP(localhost, pkt, buf)
+		if p == nil {
+			b.Fatal("not forwarded")
+		}
+		if _, err := s.answerUpstream(localhost, p).Pack(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -408,10 +408,17 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 		return
 	}
 
-	stored := m.Copy()
-	ede := m.IsEdns0()
-	stored.Extra = WithoutOPT(stored.Extra)
-	if m.Rcode == dns.RcodeServerFailure && ede != nil {
+	// What is stored is packed from a view of m that shares its records,
+	// the OPT left out, and the stored TTLs are then written into the
+	// packed bytes: m is neither copied nor changed.
+	view := *m
+	view.Extra = nil
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			view.Extra = append(view.Extra, rr)
+		}
+	}
+	if ede := m.IsEdns0(); m.Rcode == dns.RcodeServerFailure && ede != nil {
 		// A SERVFAIL keeps why (RFC 8914 Extended DNS Errors): only those
 		// options of its OPT, which readers take out.
 		kept := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
@@ -421,23 +428,29 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 			}
 		}
 		if len(kept.Option) > 0 {
-			stored.Extra = append(stored.Extra, kept)
-		}
-	}
-	for _, section := range [][]dns.RR{stored.Answer, stored.Ns, stored.Extra} {
-		for _, rr := range section {
-			h := rr.Header()
-			h.Ttl = setTTL(wireTTL(h.Ttl))
+			view.Extra = append(view.Extra, kept)
 		}
 	}
 	k, h, sh := c.locate(k)
-	e := &entry{key: k, stored: c.now(), ttl: ttl, rcode: stored.Rcode}
-	if e.wire, e.ttls, e.qEnd = packWire(stored); e.wire == nil {
-		e.msg = stored
+	e := &entry{key: k, stored: c.now(), ttl: ttl, rcode: m.Rcode}
+	if e.wire, e.ttls, e.qEnd = packWire(&view); e.wire != nil {
+		for _, at := range e.ttls {
+			binary.BigEndian.PutUint32(e.wire[at:], setTTL(wireTTL(binary.BigEndian.Uint32(e.wire[at:]))))
+		}
+	} else {
+		// Too odd to walk: kept as a message of its own.
+		e.msg = view.Copy()
+		for _, section := range [][]dns.RR{e.msg.Answer, e.msg.Ns, e.msg.Extra} {
+			for _, rr := range section {
+				hdr := rr.Header()
+				hdr.Ttl = setTTL(wireTTL(hdr.Ttl))
+			}
+		}
 	}
-	for _, rr := range stored.Answer {
+	for _, rr := range m.Answer {
 		if _, ok := Target(rr); ok {
-			e.leads = append(e.leads, rr)
+			// Only the target is read, but the record is m's.
+			e.leads = append(e.leads, dns.Copy(rr))
 		}
 	}
 	sh.lock.lock()

@@ -389,6 +389,35 @@ func TestOPTNotStored(t *testing.T) {
 	}
 }
 
+// TestSetLeavesTheReplyAlone: the caller's reply, which it goes on to
+// answer with, keeps its TTLs and its OPT whatever the cache stores.
+func TestSetLeavesTheReplyAlone(t *testing.T) {
+	q := query("a.test.", dns.TypeMX)
+	m := reply(t, q, dns.RcodeSuccess, sections{
+		answer: []string{"a.test. 999999 IN MX 10 mx.a.test."},
+		extra:  []string{"mx.a.test. 999999 IN A 192.0.2.25"},
+	})
+	m.SetEdns0(1232, true)
+	want := m.String()
+	cfg := config()
+	cfg.MaxTTL = time.Minute
+	c := cache.New(cfg, newClock().now)
+	k := cache.KeyOf(q)
+	c.Set(k, m)
+	if got := m.String(); got != want {
+		t.Errorf("the reply after Set:\n%s\nwant as it was:\n%s", got, want)
+	}
+	r, ok := c.Get(k)
+	if !ok {
+		t.Fatal("not stored")
+	}
+	for _, rr := range append(r.Answer, r.Extra...) {
+		if rr.Header().Ttl != 60 {
+			t.Errorf("stored %v, want TTL 60 (max_ttl)", rr)
+		}
+	}
+}
+
 func TestCopiesAreIndependent(t *testing.T) {
 	q := query("a.test.", dns.TypeA)
 	m := reply(t, q, dns.RcodeSuccess, sections{answer: []string{"a.test. 300 IN A 192.0.2.1"}})
