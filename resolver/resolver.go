@@ -534,7 +534,14 @@ func (s *Server) exchange(ctx context.Context, snap *snapshot, pl *Plan, req *dn
 			Question: []dns.Question{{Name: key.Name, Qtype: key.Type, Qclass: key.Class}},
 		}
 		q.SetEdns0(ednsSize, key.DO)
-		reply, err := up.Exchange(context.WithoutCancel(ctx), q)
+		// The exchange outlives a caller that gives up, for the others
+		// that share it (a context that cannot be cancelled needs no
+		// wrapping).
+		upCtx := ctx
+		if ctx.Done() != nil {
+			upCtx = context.WithoutCancel(ctx)
+		}
+		reply, err := up.Exchange(upCtx, q)
 		failed := err != nil || reply.Rcode == dns.RcodeServerFailure || reply.Rcode == dns.RcodeRefused
 		if failed && snap.cache != nil {
 			// RFC 8767: an answer past its TTL, within cache.serve_stale,

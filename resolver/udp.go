@@ -315,11 +315,11 @@ func sockaddrIP(sa *unix.RawSockaddrInet6) netip.Addr {
 	return netip.AddrFrom16(sa.Addr).Unmap()
 }
 
-// send writes one reply alone, for a query answered after its batch.
-func (u *udpSocket) send(m *dns.Msg, to net.Addr, oob []byte, s *Server) {
-	b, err := m.Pack()
-	if err != nil {
-		s.log.Debug("pack reply", "err", err)
+// send writes one reply alone, for a query answered after its batch,
+// packed into buf, which has room for any UDP reply.
+func (u *udpSocket) send(m *dns.Msg, to net.Addr, oob, buf []byte, s *Server) {
+	b := packInto(m, buf, s)
+	if b == nil {
 		return
 	}
 	var werr error
@@ -370,8 +370,9 @@ func (s *Server) startMiss(p *pending) {
 func (s *Server) missWorker(p *pending) {
 	idle := time.NewTimer(missWorkerIdle)
 	defer idle.Stop()
+	buf := make([]byte, 0, maxUDPReply) // every reply the worker sends is packed here
 	for {
-		p.sock.send(s.answerUpstream(p.client, p), p.to, p.oob, s)
+		p.sock.send(s.answerUpstream(p.client, p), p.to, p.oob, buf, s)
 		s.inflight.Done()
 		idle.Reset(missWorkerIdle)
 		select {
