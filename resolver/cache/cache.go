@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -412,12 +413,7 @@ func (c *Cache) Set(k Key, m *dns.Msg) {
 	// the OPT left out, and the stored TTLs are then written into the
 	// packed bytes: m is neither copied nor changed.
 	view := *m
-	view.Extra = nil
-	for _, rr := range m.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			view.Extra = append(view.Extra, rr)
-		}
-	}
+	view.Extra = WithoutOPT(m.Extra)
 	if ede := m.IsEdns0(); m.Rcode == dns.RcodeServerFailure && ede != nil {
 		// A SERVFAIL keeps why (RFC 8914 Extended DNS Errors): only those
 		// options of its OPT, which readers take out.
@@ -581,21 +577,23 @@ func seconds(d time.Duration) uint32 {
 	return uint32(min(d/time.Second, math.MaxInt32))
 }
 
-// WithoutOPT returns extra without its OPT records, reusing its array: the
-// caller must own it. The OPT belongs to one exchange, not to the data
-// (RFC 6891 §6.1.1).
+// WithoutOPT returns extra without its OPT records, leaving extra as it
+// is: without an OPT, extra itself; with one, a new slice. The OPT belongs
+// to one exchange, not to the data (RFC 6891 §6.1.1).
 func WithoutOPT(extra []dns.RR) []dns.RR {
-	kept := extra[:0]
+	if !slices.ContainsFunc(extra, isOPT) {
+		return slices.Clip(extra)
+	}
+	var kept []dns.RR
 	for _, rr := range extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
+		if !isOPT(rr) {
 			kept = append(kept, rr)
 		}
 	}
-	if len(kept) == 0 {
-		return nil
-	}
 	return kept
 }
+
+func isOPT(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT }
 
 // canonical returns name lower-case and fully qualified; a name that is so
 // already, as KeyOf gives it, is returned as it is, without a copy.
